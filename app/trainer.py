@@ -1,0 +1,251 @@
+"""Training runs: data preparation, model and loss from the config, Keras callbacks, run folder, resume."""
+import dataclasses
+import datetime
+import json
+import math
+import pathlib
+
+import keras
+import numpy as np
+import pandas as pd
+import yaml
+
+from app.config import ConfigError, dump_config, model_options
+from app.evaluation import confusion_matrix_on, scores_table
+from app.plots import plot_curves
+from data.discovery import DatasetError, discover
+from data.masks import IGNORE_INDEX
+from data.pipeline import build_dataset
+from data.scan import mask_encoding, scan
+from models.class_weights import class_weights_from_frequencies
+from models.losses import get_loss
+from models.metrics import segmentation_metrics
+from models.registry import get_model, required_divisor
+
+CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Everything training needs from the data side."""
+
+    frame: pd.DataFrame
+    encoding: object
+    class_names: list
+    class_table: pd.DataFrame
+    train: object
+    val: object
+    divisor: int
+
+
+def class_names_for(config, encoding):
+    names = config["data"].get("class_names")
+    if names:
+        return [str(n) for n in names]
+    if encoding.palette is not None:
+        palette = encoding.palette
+        return [str(n) for i, n in zip(palette["index"], palette["name"]) if i != encoding.void][
+            : encoding.num_classes]
+    if encoding.kind == "binary" and encoding.num_classes == 2:
+        return ["background", "foreground"]
+    return [f"class_{i}" for i in range(encoding.num_classes)]
+
+
+def check_size(size, divisor, model_name):
+    bad = [s for s in size if s % divisor]
+    if bad:
+        nearest = sorted({divisor * (s // divisor) for s in bad} | {divisor * -(-s // divisor) for s in bad} - {0})
+        raise ConfigError(f"data.image_size {list(size)} must be a multiple of {divisor} for {model_name}; "
+                          f"nearest valid sizes: {', '.join(map(str, nearest))}")
+
+
+def prepare_data(config, divisor=None):
+    """Discover, scan and wrap the dataset in tf.data pipelines.
+
+    Raises:
+        DatasetError: every problem the scan found, one line per file.
+    """
+    data = config["data"]
+    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
+                     data["val_fraction"], config["seed"])
+    encoding = mask_encoding(data, frame)
+    names = class_names_for(config, encoding)
+    result = scan(frame, encoding, data["channels"], names)
+    if result.problems:
+        raise DatasetError(result.problems)
+    train_rows = frame[frame["split"] == "train"]
+    if train_rows.empty:
+        raise DatasetError([f"{data['path']}: no training images (split 'train' is empty)"])
+    divisor = divisor or required_divisor(config["model"]["name"], **model_options(config))
+    size = tuple(data["image_size"])
+    check_size(size, divisor, config["model"]["name"])
+    cache = data["cache"]
+    if cache == "auto":
+        pixels = (result.files["height"] * result.files["width"]).sum()
+        cache = pixels * (4 * data["channels"] + 1) < CACHE_LIMIT_BYTES
+    batch = config["train"]["batch_size"]
+    loss = config["loss"]
+    common = dict(encoding=encoding, batch_size=batch, channels=data["channels"], resize=data["resize"],
+                  border_weights=loss.get("border_weights"), one_hot=data["one_hot"], cache=bool(cache),
+                  seed=config["seed"])
+    train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], **common)
+    val_rows = frame[frame["split"] == "val"]
+    val = build_dataset(val_rows, training=False, divisor=divisor, **common) if len(val_rows) else None
+    return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor)
+
+
+def build_model(config, num_classes):
+    """The configured architecture (float32 logits), under the configured precision policy."""
+    keras.mixed_precision.set_dtype_policy(config["train"]["precision"])
+    channels = config["data"]["channels"]
+    return get_model(config["model"]["name"], input_shape=(None, None, channels), num_classes=num_classes,
+                     **model_options(config))
+
+
+def compute_class_weights(config, class_table):
+    scheme = config["loss"].get("class_weights") or "none"
+    if scheme == "none":
+        return None
+    return class_weights_from_frequencies(class_table, scheme)
+
+
+def _optimizer(train, steps_per_epoch):
+    lr = train["learning_rate"]
+    if train["schedule"] == "cosine":
+        warmup = int(train["warmup_epochs"] * steps_per_epoch)
+        total = max(train["epochs"] * steps_per_epoch - warmup, 1)
+        lr = keras.optimizers.schedules.CosineDecay(lr * 0.1 if warmup else lr, total, alpha=0.01,
+                                                    warmup_target=lr if warmup else None, warmup_steps=warmup)
+    elif train["schedule"] != "constant":
+        raise ConfigError(f"train.schedule must be cosine or constant, got {train['schedule']!r}")
+    optimizers = {"adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=train["weight_decay"]),
+                  "adam": lambda: keras.optimizers.Adam(lr),
+                  "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}
+    if train["optimizer"] not in optimizers:
+        raise ConfigError(f"train.optimizer must be one of {', '.join(optimizers)}, got {train['optimizer']!r}")
+    return optimizers[train["optimizer"]]()
+
+
+def compile_model(model, config, prepared, class_weights=None):
+    loss_config = {k: v for k, v in config["loss"].items() if k not in ("name", "class_weights", "border_weights")}
+    num_classes = prepared.encoding.num_classes
+    loss = get_loss(config["loss"]["name"], num_classes=num_classes, ignore_class=IGNORE_INDEX,
+                    class_weights=None if class_weights is None else list(map(float, class_weights)), **loss_config)
+    train = config["train"]
+    steps = math.ceil((prepared.frame["split"] == "train").sum() / train["batch_size"])
+    model.compile(optimizer=_optimizer(train, steps), loss=loss,
+                  metrics=segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX),
+                  jit_compile=train["jit_compile"], steps_per_execution=train["steps_per_execution"])
+    return model
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose best value and patience counter continue from an earlier history."""
+
+    def __init__(self, history, **kwargs):
+        super().__init__(**kwargs)
+        self._history = history
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._set_monitor_op()
+        for epoch, value in zip(self._history.get("epoch", []), self._history.get(self.monitor, [])):
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, int(epoch), 0
+
+
+def _resume_state(run_dir, monitor):
+    """Epochs done and the history rows that the backup covers (later rows are dropped from history.csv)."""
+    meta = run_dir / "backup" / "training_metadata.json"
+    history_path = run_dir / "history.csv"
+    if not meta.exists() or not history_path.exists():
+        return 0, {}
+    done = json.loads(meta.read_text()).get("epoch", 0)
+    history = pd.read_csv(history_path)
+    history = history[history["epoch"] < done]
+    history.to_csv(history_path, index=False)
+    return done, {k: history[k].tolist() for k in history.columns if k in ("epoch", monitor)}
+
+
+def find_resumable_run(runs_dir, config):
+    """The newest unfinished run of the same name and identical config, if any."""
+    candidates = sorted(pathlib.Path(runs_dir).glob(f"{config['name']}-*"), reverse=True)
+    for run_dir in candidates:
+        saved = run_dir / "config.yaml"
+        if (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists() and saved.exists():
+            if yaml.safe_load(saved.read_text()) == json.loads(json.dumps(config)):
+                return run_dir
+    return None
+
+
+def new_run_dir(runs_dir, name):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = pathlib.Path(runs_dir) / f"{name}-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def train(config, runs_dir="runs", fresh=False, log=print):
+    """Train from a resolved config; returns the run folder.
+
+    The run folder holds config.yaml, model.keras (best by `train.monitor`), history.csv, curves.png,
+    class_weights.csv (when used), logs/ (TensorBoard) and metrics.json (validation scores of the best
+    model). Running the same config again resumes an unfinished run from its last finished epoch.
+    """
+    keras.utils.set_random_seed(config["seed"])
+    prepared = prepare_data(config)
+    counts = prepared.frame["split"].value_counts()
+    log(f"data: {config['data']['path']} ({prepared.encoding.kind} masks, {prepared.encoding.num_classes} classes) "
+        + ", ".join(f"{split} {n}" for split, n in counts.items()))
+    log(prepared.class_table.to_string(float_format=lambda v: f"{v:.4f}"))
+    run_dir = None if fresh else find_resumable_run(runs_dir, config)
+    if run_dir is None:
+        run_dir = new_run_dir(runs_dir, config["name"])
+        dump_config(config, run_dir / "config.yaml")
+    else:
+        log(f"resuming unfinished run {run_dir}")
+    class_weights = compute_class_weights(config, prepared.class_table)
+    if class_weights is not None:
+        table = pd.DataFrame({"class": prepared.class_names, "weight": class_weights})
+        table.to_csv(run_dir / "class_weights.csv", index=False)
+        log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
+    model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared, class_weights)
+    log(f"model: {config['model']['name']}, {model.count_params():,} parameters")
+    monitor = config["train"]["monitor"] if prepared.val is not None else config["train"]["monitor"].removeprefix(
+        "val_")
+    initial_epoch, history = _resume_state(run_dir, monitor)
+    best = max(history.get(monitor, []), default=None)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor=monitor, mode="max",
+                                        save_best_only=True, initial_value_threshold=best),
+        ResumableEarlyStopping(history, monitor=monitor, mode="max",
+                               patience=config["train"]["early_stopping_patience"]),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+    ]
+    model.fit(prepared.train, validation_data=prepared.val, epochs=config["train"]["epochs"],
+              callbacks=callbacks, verbose=2 if config["train"].get("verbose") == "epoch" else "auto")
+    plot_curves(pd.read_csv(run_dir / "history.csv"), run_dir / "curves.png", monitor)
+    if not (run_dir / "model.keras").exists():
+        model.save(run_dir / "model.keras")
+    best_model = keras.saving.load_model(run_dir / "model.keras")
+    metrics = final_metrics(best_model, prepared)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log(f"validation: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
+    log(f"run folder: {run_dir}")
+    return run_dir
+
+
+def final_metrics(model, prepared):
+    """Scores of `model` on the validation split (training split when there is none), as a JSON-able dict."""
+    dataset = prepared.val if prepared.val is not None else prepared.train
+    matrix = confusion_matrix_on(model, dataset, prepared.encoding.num_classes)
+    table, summary = scores_table(matrix, prepared.class_names)
+    summary["split"] = "val" if prepared.val is not None else "train"
+    summary["per_class"] = {name: {k: (None if np.isnan(v) else float(v)) for k, v in row.items()}
+                            for name, row in table.to_dict("index").items()}
+    summary["confusion_matrix"] = matrix.astype(int).tolist()
+    return summary

@@ -1,0 +1,1 @@
+"""Input side: dataset discovery, mask decoding, augmentation and the tf.data pipeline."""

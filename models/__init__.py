@@ -1,0 +1,1 @@
+"""Keras side: architectures, losses and metrics, written with `keras` and `keras.ops` only."""
