@@ -227,7 +227,7 @@ def train(config, runs_dir="runs", fresh=False, log=print):
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
     ]
     model.fit(prepared.train, validation_data=prepared.val, epochs=config["train"]["epochs"],
-              callbacks=callbacks, verbose=2 if config["train"].get("verbose") == "epoch" else "auto")
+              callbacks=callbacks, shuffle=False, verbose=2 if config["train"].get("verbose") == "epoch" else "auto")
     plot_curves(pd.read_csv(run_dir / "history.csv"), run_dir / "curves.png", monitor)
     if not (run_dir / "model.keras").exists():
         model.save(run_dir / "model.keras")
