@@ -8,7 +8,7 @@ import yaml
 from data.augment import DEFAULT_AUGMENT
 
 DEFAULTS = {
-    "name": "nuclei-unet",
+    "name": None,
     "seed": 42,
     "data": {
         "path": "data/nuclei",
@@ -47,6 +47,7 @@ DEFAULTS = {
         "precision": "float32",
         "jit_compile": "auto",
         "steps_per_execution": 1,
+        "verbose": "auto",
     },
 }
 OPEN_SECTIONS = ("model", "loss")
@@ -106,6 +107,8 @@ def load_config(path=None, overrides=()):
         _apply(config, loaded)
     for override in overrides:
         _apply(config, override)
+    if not config["name"]:
+        config["name"] = f"{pathlib.Path(config['data']['path']).stem}-{config['model']['name']}"
     return config
 
 

@@ -31,8 +31,8 @@ FLAGS = {
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m app.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="YAML config (default: configs/nuclei.yaml, the embedded nuclei dataset)")
+    parser.add_argument("--config", help="YAML config (default: configs/nuclei.yaml, the embedded nuclei dataset, "
+                                          "unless --data names another dataset)")
     parser.add_argument("--data", help="dataset folder or CSV file")
     parser.add_argument("--layout", choices=["auto", "paired", "segnet", "csv"])
     parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb"], help="mask encoding")
@@ -73,7 +73,8 @@ def main(argv=None):
     from app.config import load_config
     from app.trainer import train
 
-    config = load_config(args.config, overrides_from(args))
+    config_path = args.config or (None if args.data else DEFAULT_CONFIG)
+    config = load_config(config_path, overrides_from(args))
     train(config, runs_dir=args.runs_dir, fresh=args.fresh)
     return 0
 

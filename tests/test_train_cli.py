@@ -1,0 +1,76 @@
+"""End to end: the training CLI in a real subprocess, on generated data and on the embedded dataset."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from data.synthetic import write_shapes_dataset
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--set", "model.base_filters=4", "--set", "model.depth=2", "--image-size", "32", "32",
+        "--batch-size", "4", "--set", "train.verbose=epoch"]
+
+
+def run_train(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "app.train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_one_epoch_writes_a_complete_run_folder(tmp_path):
+    data = write_shapes_dataset(tmp_path / "shapes", count=8, size=(48, 48), num_classes=3)
+    runs = tmp_path / "runs"
+    done = run_train("--data", str(data), "--mask", "index", "--epochs", "1", "--runs-dir", str(runs),
+                     "--name", "shapes", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = runs.iterdir()
+    assert run_dir.name.startswith("shapes-")
+    for name in ("config.yaml", "model.keras", "history.csv", "curves.png", "metrics.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0]
+    for column in ("loss", "val_loss", "miou", "val_miou", "val_iou_class_0", "val_iou_class_2"):
+        assert column in history.columns
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["miou"] <= 1.0 and metrics["split"] == "val"
+    assert set(metrics["per_class"]) == {"class_0", "class_1", "class_2"}
+    matrix = metrics["confusion_matrix"]
+    assert sum(map(sum, matrix)) == 2 * 48 * 48
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    ("corrupt", "sample_001.png: unreadable or corrupt image"),
+    ("value", "sample_002.png: mask values 9 outside classes 0..2"),
+    ("orphan", "sample_003.png: image has no mask"),
+])
+def test_bad_data_gives_one_line_per_problem_and_no_traceback(tmp_path, breakage, expected):
+    data = write_shapes_dataset(tmp_path / "shapes", count=6, size=(32, 32), num_classes=3)
+    if breakage == "corrupt":
+        (data / "images" / "sample_001.png").write_bytes(b"\x89PNG broken")
+    elif breakage == "value":
+        (data / "masks" / "sample_002.png").write_bytes((data / "masks" / "sample_002.png").read_bytes())
+        import cv2
+        import numpy as np
+        cv2.imwrite(str(data / "masks" / "sample_002.png"), np.full((32, 32), 9, np.uint8))
+    else:
+        (data / "masks" / "sample_003.png").unlink()
+    done = run_train("--data", str(data), "--mask", "index", "--num-classes", "3", "--epochs", "1",
+                     "--runs-dir", str(tmp_path / "runs"), *TINY)
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_config_values_are_one_line_errors(tmp_path):
+    done = run_train("--set", "train.epoch=3", "--runs-dir", str(tmp_path))
+    assert done.returncode == 2 and "unknown config key 'train.epoch' (did you mean 'epochs'?)" in done.stderr
+    done = run_train("--image-size", "250", "250", "--runs-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "must be a multiple of 16 for unet; nearest valid sizes: 240, 256" in done.stderr
+    done = run_train("--data", str(tmp_path / "missing"), "--runs-dir", str(tmp_path))
+    assert done.returncode == 2 and "missing: dataset path does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
