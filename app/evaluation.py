@@ -41,3 +41,9 @@ def scores_table(matrix, class_names):
     table.index.name = "class"
     summary = {key: float(scores[key]) for key in SUMMARY_KEYS}
     return table, summary
+
+
+def per_class_dict(table):
+    """{class: {score: value}} of a `scores_table` DataFrame, JSON-able (NaN becomes None)."""
+    return {name: {k: (None if np.isnan(v) else float(v)) for k, v in row.items()}
+            for name, row in table.to_dict("index").items()}

@@ -29,3 +29,23 @@ def shared_dataset(name):
     if not path.is_dir():
         pytest.skip(f"{path} is absent: this test needs the shared {name} dataset")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny run (8 short epochs) on a synthetic 3-class dataset with a void (255) top border.
+
+    Returns (run folder, dataset folder); shared by the evaluation and prediction tests.
+    """
+    from app.train import main
+    from data.synthetic import write_shapes_dataset
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    data = write_shapes_dataset(base / "data", count=8, size=(64, 80), num_classes=3, void_value=255, seed=3)
+    overrides = ["data.mask=index", "data.num_classes=3", "data.void=255", "data.class_names=[bg,disc,box]",
+                 "data.image_size=[64,64]", "model.base_filters=4", "model.depth=2", "train.batch_size=4",
+                 "train.verbose=epoch"]
+    argv = ["--data", str(data), "--epochs", "8", "--runs-dir", str(base / "runs"), "--name", "tiny"]
+    assert main(argv + [arg for item in overrides for arg in ("--set", item)]) == 0
+    (run,) = (base / "runs").iterdir()
+    return run, data

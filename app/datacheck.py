@@ -1,0 +1,94 @@
+"""Dataset checks as training sees them: discovery, mask encoding and the full scan, summarised."""
+import dataclasses
+
+import pandas as pd
+
+from app.config import ConfigError, model_options
+from app.outputs import output_dir, write_text
+from app.plots import plot_class_shares
+from app.trainer import check_size, class_names_for
+from data.discovery import DatasetError, discover
+from data.masks import ReadError
+from data.scan import mask_encoding, scan
+from models.registry import required_divisor
+
+
+@dataclasses.dataclass
+class DataCheck:
+    """What `check_dataset` found; `scan` is None when discovery or the mask encoding failed."""
+
+    frame: pd.DataFrame | None
+    encoding: object
+    scan: object
+    problems: list
+
+
+def scan_dataset(config):
+    """(frame, encoding, class names, ScanResult) exactly as `app.trainer.prepare_data` reads the data.
+
+    Raises:
+        DatasetError: discovery problems (missing folders, unmatched files, bad CSV rows).
+        ReadError: a mask encoding that cannot be inferred.
+    """
+    data = config["data"]
+    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
+                     data["val_fraction"], config["seed"])
+    encoding = mask_encoding(data, frame)
+    names = class_names_for(config, encoding)
+    return frame, encoding, names, scan(frame, encoding, data["channels"], names)
+
+
+def check_dataset(config):
+    """Scan the configured dataset and collect every problem (one line each, naming the path)."""
+    try:
+        frame, encoding, _, result = scan_dataset(config)
+    except (DatasetError, ReadError) as err:
+        return DataCheck(None, None, None, getattr(err, "problems", [str(err)]))
+    problems = list(result.problems)
+    if not (frame["split"] == "train").any():
+        problems.append(f"{config['data']['path']}: no training images (split 'train' is empty)")
+    try:
+        divisor = required_divisor(config["model"]["name"], **model_options(config))
+        check_size(tuple(config["data"]["image_size"]), divisor, config["model"]["name"])
+    except ConfigError as err:
+        problems.append(str(err))
+    return DataCheck(frame, encoding, result, problems)
+
+
+def _counts(series):
+    return ", ".join(f"{key}: {value}" for key, value in series.value_counts().sort_index().items())
+
+
+def summary_text(check, config):
+    """Counts per split, image sizes, channels and the class pixel share table, as printable text."""
+    files, counts = check.scan.files, check.scan.class_counts
+    encoding = check.encoding
+    lines = [f"data: {config['data']['path']} ({encoding.kind} masks, {encoding.num_classes} classes"
+             + (f", void {encoding.void}" if encoding.void is not None else "") + ")",
+             f"images per split: {_counts(check.frame['split'])}"]
+    if "height" in files:
+        sizes = files.dropna(subset=["height"])
+        size_names = sizes["height"].astype(int).astype(str) + "x" + sizes["width"].astype(int).astype(str)
+        top = size_names.value_counts()
+        lines.append(f"image sizes (HxW): {', '.join(f'{s} ({n})' for s, n in top.head(8).items())}"
+                     + (f", ... {len(top) - 8} more" if len(top) > 8 else ""))
+        lines.append(f"channels: {_counts(sizes['channels'].astype(int))}")
+    lines += ["class pixel share per split:", share_table(counts).to_string(float_format=lambda v: f"{v:.4f}")]
+    return "\n".join(lines)
+
+
+def share_table(class_counts):
+    """Per-class pixel share of each split (columns) and total pixels."""
+    pixels = class_counts.pivot_table(index="class", columns="split", values="pixels", sort=False, aggfunc="sum")
+    table = pixels / pixels.sum().replace(0, 1)
+    table["pixels"] = pixels.sum(axis=1).astype(int)
+    return table
+
+
+def write_check_outputs(check, out):
+    """class_shares.png, class_pixels.csv and files.csv (one row per image: size, channels, split)."""
+    out = output_dir(out)
+    plot_class_shares(check.scan.class_counts, out / "class_shares.png")
+    write_text(out / "class_pixels.csv", check.scan.class_counts.to_csv(index=False))
+    write_text(out / "files.csv", check.scan.files.to_csv(index=False))
+    return out

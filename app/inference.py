@@ -1,0 +1,263 @@
+"""Prediction with a trained model: resize, pad or tile an image, blend tile logits, optional flip TTA.
+
+Any image size works: images are padded (bottom/right, zeros, as in evaluation) to a multiple of the
+model's divisor and the logits are cropped back. Images above `AUTO_TILE_PIXELS` (or any image, with
+`tile=`) go through a sliding window whose overlapping tile logits are blended with Gaussian or linear-ramp
+weights, so the model only ever sees tile-sized inputs.
+"""
+import dataclasses
+import json
+import math
+import pathlib
+import zipfile
+
+import cv2
+import numpy as np
+import yaml
+
+from app.palette import class_colours
+
+AUTO_TILE_PIXELS = 1024 * 1024
+"""Padded images with more pixels than this are tiled automatically."""
+DEFAULT_TILE = 512
+DEFAULT_DIVISOR = 32
+"""Divisor for a model file given without a run folder (covers every registered architecture's default)."""
+TILE_BATCH = 4
+BLENDS = ("gaussian", "linear")
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A loaded model and what prediction needs to know about it.
+
+    model: anything with `predict_on_batch(float images) -> (B, H, W, C) scores` (Keras or LiteRT).
+    resize: (H, W) the model was trained at (`data.resize`), or None. input_size: (H, W) of a model with a
+    fixed input size (tiles are exactly that size), or None. divisor: input sides must be multiples of it.
+    """
+
+    model: object
+    path: pathlib.Path
+    channels: int
+    num_classes: int
+    divisor: int
+    class_names: list
+    colours: np.ndarray
+    config: dict | None = None
+    resize: tuple | None = None
+    input_size: tuple | None = None
+
+
+def _read_config(run_dir):
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: run folder not found")
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: not a run folder (no config.yaml)")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ValueError(f"{path}: not a run config (no data section)")
+    return config
+
+
+def _load_model(path):
+    if path.suffix == ".tflite":
+        from app.exporters import LiteRTModel
+
+        return LiteRTModel(str(path))
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: model file must be .keras or .tflite")
+    import keras
+
+    import models.registry  # noqa: F401  (registers the custom layers)
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: cannot load model ({err})") from None
+
+
+def _class_names(run_dir, config, num_classes):
+    """Class names of a run: the keys of metrics.json's per-class scores, else the config, else defaults."""
+    metrics = pathlib.Path(run_dir) / "metrics.json" if run_dir else None
+    if metrics and metrics.is_file():
+        names = list(json.loads(metrics.read_text()).get("per_class", {}))
+        if len(names) == num_classes:
+            return names
+    names = (config or {}).get("data", {}).get("class_names")
+    if names and len(names) == num_classes:
+        return [str(n) for n in names]
+    return ["background", "foreground"] if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
+
+
+def load_predictor(run_dir=None, model_path=None):
+    """Load a run's model (`model.keras`, or `model_path`: a .keras or .tflite file) into a `Predictor`.
+
+    Without a run folder, the model file's folder or the one above it (`<run>/export/`) is taken as the run
+    when it holds a config.yaml; otherwise class names are defaults and the divisor is `DEFAULT_DIVISOR`.
+    """
+    if run_dir is None and model_path is None:
+        raise ValueError("give a run folder or a model file")
+    if run_dir is None:
+        parents = pathlib.Path(model_path).resolve().parents
+        run_dir = next((d for d in list(parents)[:2] if (d / "config.yaml").is_file()), None)
+    config = _read_config(run_dir) if run_dir is not None else None
+    path = pathlib.Path(model_path) if model_path is not None else pathlib.Path(run_dir) / "model.keras"
+    if not path.is_file():
+        raise ValueError(f"{path}: model file not found" + ("" if model_path else " (has the run finished an epoch?)"))
+    model = _load_model(path)
+    input_size = getattr(model, "input_size", None)
+    if hasattr(model, "output_shape"):
+        channels, num_classes = int(model.input_shape[-1]), int(model.output_shape[-1])
+    else:
+        channels = int(model.channels)
+        probe = np.zeros((1, *(input_size or (DEFAULT_DIVISOR, DEFAULT_DIVISOR)), channels), np.float32)
+        num_classes = int(np.asarray(model.predict_on_batch(probe)).shape[-1])
+    divisor = DEFAULT_DIVISOR
+    if config is not None:
+        from app.config import model_options
+        from models.registry import required_divisor
+
+        divisor = required_divisor(config["model"]["name"], **model_options(config))
+    resize = (config or {}).get("data", {}).get("resize")
+    return Predictor(model=model, path=path, channels=channels, num_classes=num_classes, divisor=divisor,
+                     class_names=_class_names(run_dir, config, num_classes),
+                     colours=class_colours(config, num_classes), config=config,
+                     resize=tuple(resize) if resize else None,
+                     input_size=tuple(input_size) if input_size else None)
+
+
+def model_logits(model, batch, tta=False):
+    """(B, H, W, C) float32 scores of a batch; with `tta`, the mean over no flip, left-right and up-down flips."""
+    if not tta:
+        return np.asarray(model.predict_on_batch(batch), np.float32)
+    total = 0.0
+    for axes in ((), (2,), (1,)):
+        total = total + np.flip(np.asarray(model.predict_on_batch(np.flip(batch, axes)), np.float32), axes)
+    return total / 3.0
+
+
+def padded_logits(predict_fn, image, divisor):
+    """Logits of one whole image padded (bottom/right, zeros) to multiples of `divisor`, cropped back."""
+    height, width = image.shape[:2]
+    pad = (-height % divisor, -width % divisor)
+    padded = np.pad(image, ((0, pad[0]), (0, pad[1]), (0, 0)))
+    return predict_fn(padded[None])[0, :height, :width]
+
+
+def tile_weights(size, overlap=0.25, blend="gaussian"):
+    """(H, W) float32 blending weights of one tile, 1 at the centre and small but positive at the edges.
+
+    Per axis, scaled to a maximum of 1, then multiplied. gaussian: exp(-d^2 / 2 sigma^2) with sigma = side / 8
+    (as nnU-Net), floored at 1e-3. linear: a ramp from 1 / (r + 1) at the edge to 1 at r = overlap * side
+    pixels inside.
+    """
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+    axes = []
+    for side in size:
+        position = np.arange(side, dtype=np.float64)
+        if blend == "gaussian":
+            weight = np.maximum(np.exp(-0.5 * ((position - (side - 1) / 2) / (side / 8)) ** 2), 1e-3)
+        else:
+            ramp = max(1, round(overlap * side))
+            weight = np.minimum(np.minimum(position, side - 1 - position) + 1, ramp + 1) / (ramp + 1)
+        axes.append(weight / weight.max())
+    return np.outer(*axes).astype(np.float32)
+
+
+def _starts(length, tile, stride):
+    return [*range(0, length - tile, stride), length - tile]
+
+
+def sliding_window_logits(predict_fn, image, tile, overlap=0.25, blend="gaussian", divisor=1, fixed=False,
+                          batch_size=TILE_BATCH):
+    """Blended logits (H, W, C) of an image predicted tile by tile.
+
+    Args:
+        predict_fn: callable. (B, th, tw, channels) float32 -> (B, th, tw, C) scores.
+        image: float32 array. (H, W, channels).
+        tile: (th, tw). Tile size, a multiple of `divisor` unless `fixed`.
+        overlap: float. Fraction of a tile shared with its neighbour, in [0, 1). Defaults to 0.25.
+        blend: str. "gaussian" or "linear", see `tile_weights`. Defaults to "gaussian".
+        divisor: int. Tile starts and the padded image are multiples of it. Defaults to 1.
+        fixed: bool. The model takes exactly `tile`-sized inputs; otherwise a tile larger than the (padded)
+            image shrinks to it and an image that fits one tile is predicted whole, exactly as
+            `padded_logits`. Defaults to False.
+        batch_size: int. Tiles per model call. Defaults to TILE_BATCH.
+    """
+    tile = tuple(int(t) for t in tile)
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if not fixed and any(t % divisor for t in tile):
+        nearest = ", ".join(str(max(divisor, divisor * round(t / divisor))) for t in tile)
+        raise ValueError(f"tile size {list(tile)} must be a multiple of {divisor} for this model; try {nearest}")
+    height, width = image.shape[:2]
+    if not fixed:
+        padded = (height + -height % divisor, width + -width % divisor)
+        tile = tuple(min(t, p) for t, p in zip(tile, padded))
+        if tile == padded:
+            return padded_logits(predict_fn, image, divisor)
+    step = 1 if fixed else divisor
+    strides = [max(step, int(t * (1 - overlap)) // step * step) for t in tile]
+    size = [max(s + -s % step, t) for s, t in zip((height, width), tile)]
+    image = np.pad(image, ((0, size[0] - height), (0, size[1] - width), (0, 0)))
+    weights = tile_weights(tile, overlap, blend)
+    windows = [(y, x) for y in _starts(size[0], tile[0], strides[0]) for x in _starts(size[1], tile[1], strides[1])]
+    total, weight_sum = None, np.zeros(size, np.float32)
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first:first + batch_size]
+        scores = predict_fn(np.stack([image[y:y + tile[0], x:x + tile[1]] for y, x in chunk]))
+        if total is None:
+            total = np.zeros((*size, scores.shape[-1]), np.float32)
+        for (y, x), score in zip(chunk, scores):
+            total[y:y + tile[0], x:x + tile[1]] += score * weights[..., None]
+            weight_sum[y:y + tile[0], x:x + tile[1]] += weights
+    return (total / weight_sum[..., None])[:height, :width]
+
+
+def _resize(array, size, interpolation):
+    """Resize an (H, W, C) array to `size` (H, W), four channels at a time (OpenCV's channel limit)."""
+    parts = [cv2.resize(array[..., c:c + 4], (size[1], size[0]), interpolation=interpolation)
+             for c in range(0, array.shape[2], 4)]
+    return np.concatenate([p.reshape(*size, -1) for p in parts], axis=2)
+
+
+def predict_image(predictor, image, tile=None, overlap=0.25, blend="gaussian", tta=False):
+    """(H, W, C) float32 logits (scores for LiteRT models) of a float32 (H, W, channels) image in [0, 1].
+
+    With `data.resize` in the run's config the image is resized to it (INTER_AREA, as in training) and the
+    logits are resized back bilinearly. `tile=(th, tw)` (in pixels of the resized image, if the run resizes)
+    forces the sliding window; without it, padded images above AUTO_TILE_PIXELS are tiled at DEFAULT_TILE.
+    Fixed-size (LiteRT) models are always tiled at their input size.
+    """
+    if image.ndim != 3 or image.shape[2] != predictor.channels:
+        raise ValueError(f"image has shape {image.shape}, the model takes (H, W, {predictor.channels})")
+    height, width = image.shape[:2]
+    work = image
+    if predictor.resize and tuple(predictor.resize) != (height, width):
+        work = _resize(image, predictor.resize, cv2.INTER_AREA)
+
+    def predict_fn(batch):
+        return model_logits(predictor.model, batch, tta)
+
+    divisor = predictor.divisor
+    padded_pixels = math.prod(s + -s % divisor for s in work.shape[:2])
+    if predictor.input_size is not None:
+        logits = sliding_window_logits(predict_fn, work, predictor.input_size, overlap, blend, fixed=True)
+    elif tile is not None or padded_pixels > AUTO_TILE_PIXELS:
+        tile = tile or (DEFAULT_TILE + -DEFAULT_TILE % divisor,) * 2
+        logits = sliding_window_logits(predict_fn, work, tile, overlap, blend, divisor)
+    else:
+        logits = padded_logits(predict_fn, work, divisor)
+    if work.shape[:2] != (height, width):
+        logits = _resize(logits, (height, width), cv2.INTER_LINEAR)
+    return logits
+
+
+def predict_labels(predictor, image, **options):
+    """(H, W) uint8 class indices: argmax of `predict_image`."""
+    return predict_image(predictor, image, **options).argmax(-1).astype(np.uint8)

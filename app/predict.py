@@ -1,0 +1,95 @@
+"""Predict masks: `python -m app.predict --run runs/<id> INPUT... --out DIR [options]`.
+
+INPUT: image files or folders of images. For each image, DIR/<stem>.png is a class-index mask of the
+image's size; --colour adds DIR/colour/<stem>.png and --overlay DIR/overlay/<stem>.png; DIR/palette.csv
+lists class names and colours. Large images are tiled automatically (sliding window, blended logits);
+--tile forces tiling. --model predicts with another .keras or .tflite file (the run still gives the config).
+"""
+import argparse
+import pathlib
+import sys
+
+from app.cli import fail_cleanly
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m app.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("--run", help="run folder (config.yaml + model.keras)")
+    parser.add_argument("--model", help="model file (.keras or .tflite); default: <run>/model.keras")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), help="sliding-window tile size")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
+    parser.add_argument("--blend", choices=["gaussian", "linear"], default="gaussian",
+                        help="tile blending weights (default gaussian)")
+    parser.add_argument("--tta", action="store_true", help="average over horizontal and vertical flips")
+    parser.add_argument("--colour", "--color", action="store_true", help="also write colour masks")
+    parser.add_argument("--overlay", action="store_true", help="also write overlays on the image")
+    args = parser.parse_args(argv)
+    if args.run is None and args.model is None:
+        parser.error("give --run, --model or both")
+    if not 0 <= args.overlap < 1:
+        parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.tile and min(args.tile) < 1:
+        parser.error(f"--tile sides must be positive, got {args.tile}")
+    return args
+
+
+def image_files(inputs):
+    """Image paths from files and folders (sorted, not recursive); stems must be unique."""
+    from data.discovery import IMAGE_EXTENSIONS
+
+    files = []
+    for item in map(pathlib.Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(f"{item}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise ValueError(f"{item}: no such file or folder")
+    seen = {}
+    for file in files:
+        if file.stem in seen:
+            raise ValueError(f"{file}: same stem as {seen[file.stem]}; their masks would overwrite each other")
+        seen[file.stem] = file
+    return files
+
+
+@fail_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    import pandas as pd
+    from tqdm import tqdm
+
+    from app.inference import load_predictor, predict_labels
+    from app.outputs import output_dir, write_image, write_text
+    from app.palette import colourise, display_image, overlay
+    from data.masks import read_image
+
+    files = image_files(args.inputs)
+    predictor = load_predictor(args.run, args.model)
+    out = output_dir(args.out)
+    folders = {kind: output_dir(out / kind) for kind in ("colour", "overlay") if getattr(args, kind)}
+    palette = pd.DataFrame(predictor.colours, columns=["r", "g", "b"])
+    palette.insert(0, "name", predictor.class_names)
+    write_text(out / "palette.csv", palette.to_csv(index=False))
+    options = dict(tile=args.tile, overlap=args.overlap, blend=args.blend, tta=args.tta)
+    for file in tqdm(files, unit="image", disable=None):
+        image = read_image(file, predictor.channels)
+        labels = predict_labels(predictor, image, **options)
+        write_image(out / f"{file.stem}.png", labels)
+        if "colour" in folders:
+            write_image(folders["colour"] / f"{file.stem}.png", colourise(labels, predictor.colours))
+        if "overlay" in folders:
+            write_image(folders["overlay"] / f"{file.stem}.png",
+                        overlay(display_image(image), labels, predictor.colours))
+    print(f"{len(files)} mask(s) written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Evaluation report of a trained run on one split: scores, confusion matrix, best/worst overlays, HTML page.
+
+Every image is predicted at its own size, exactly as `app.predict` does (resized to `data.resize` and back
+when the run has one), and scored against its full-size mask; void pixels count nowhere.
+"""
+import base64
+import copy
+import html
+import json
+import math
+import pathlib
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from app.evaluation import confusion_matrix, per_class_dict, scores_table
+from app.inference import load_predictor, predict_labels
+from app.outputs import output_dir, write_text
+from app.palette import display_image
+from app.plots import plot_confusion_matrix, plot_overlay_panel
+from data.discovery import discover
+from data.masks import read_image, read_raw_mask
+from data.scan import mask_encoding
+from models.metrics import confusion_scores
+
+
+def split_rows(config, split, num_classes):
+    """(rows of `split`, MaskEncoding) of the config's dataset, split as training split it."""
+    data = config["data"]
+    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
+                     data["val_fraction"], config["seed"])
+    encoding = mask_encoding({**data, "num_classes": data.get("num_classes") or num_classes}, frame)
+    if encoding.num_classes != num_classes:
+        raise ValueError(f"{data['path']}: the masks have {encoding.num_classes} classes "
+                         f"({encoding.kind} masks) but the model predicts {num_classes}")
+    rows = frame[frame["split"] == split]
+    if rows.empty:
+        found = ", ".join(f"{s} ({n})" for s, n in frame["split"].value_counts().items())
+        raise ValueError(f"{data['path']}: no images in split {split!r}; found {found}")
+    return rows, encoding
+
+
+def predict_pair(predictor, row, encoding):
+    """(image, true labels, predicted labels) of one dataset row."""
+    image = read_image(row.image, predictor.channels)
+    truth = encoding.decode(read_raw_mask(row.mask), row.mask)
+    if truth.shape != image.shape[:2]:
+        raise ValueError(f"{row.mask}: mask is {truth.shape[1]}x{truth.shape[0]} but its image {row.image} "
+                         f"is {image.shape[1]}x{image.shape[0]} (WxH)")
+    return image, truth, predict_labels(predictor, image)
+
+
+def evaluate_rows(predictor, rows, encoding):
+    """Summed confusion matrix and a per-image DataFrame (image, mask, miou, pixel_accuracy)."""
+    total = np.zeros((predictor.num_classes,) * 2, np.int64)
+    per_image = []
+    for row in tqdm(list(rows.itertuples(index=False)), unit="image", disable=None):
+        _, truth, prediction = predict_pair(predictor, row, encoding)
+        matrix = confusion_matrix(truth, prediction, predictor.num_classes)
+        total += matrix
+        scores = confusion_scores(matrix)
+        per_image.append({"image": row.image, "mask": row.mask, "miou": scores["miou"],
+                          "pixel_accuracy": scores["pixel_accuracy"]})
+    return total, pd.DataFrame(per_image, columns=["image", "mask", "miou", "pixel_accuracy"])
+
+
+def _none_if_nan(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _write_overlays(predictor, encoding, per_image, count, folder):
+    """Panels of the `count` worst and best images by per-image mIoU; returns [(kind, path, row)]."""
+    folder = output_dir(folder)
+    for old in [*folder.glob("worst_*.png"), *folder.glob("best_*.png")]:
+        old.unlink()
+    ranked = per_image.dropna(subset=["miou"]).sort_values("miou", kind="stable")
+    written = []
+    for kind, items in (("worst", ranked.head(count)), ("best", ranked.iloc[::-1].head(count))):
+        for number, item in enumerate(items.itertuples(index=False), start=1):
+            image, truth, prediction = predict_pair(predictor, item, encoding)
+            name = pathlib.Path(item.image)
+            path = folder / f"{kind}_{number:02d}_{name.stem}.png"
+            plot_overlay_panel(display_image(image), truth, prediction, predictor.colours, predictor.class_names,
+                               path, title=f"{kind} {number}: {name.name}, mIoU {item.miou:.3f}")
+            written.append((kind, path, item))
+    return written
+
+
+def _img(path):
+    data = base64.b64encode(pathlib.Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(pathlib.Path(path).name)}">'
+
+
+def _html(title, meta, summary, table, figures, overlays):
+    def floats(value):
+        return f"{value:.4f}"
+
+    summary_table = pd.Series(summary, name="value").to_frame().to_html(float_format=floats, na_rep="n/a")
+    sections = [f"<h2>{html.escape(name)}</h2>{_img(path)}" for name, path in figures]
+    for kind in ("worst", "best"):
+        items = [f"<figure>{_img(path)}<figcaption>{html.escape(pathlib.Path(item.image).name)}: mIoU "
+                 f"{item.miou:.4f}</figcaption></figure>" for k, path, item in overlays if k == kind]
+        if items:
+            sections.append(f"<h2>{kind.capitalize()} images (per-image mIoU)</h2>" + "".join(items))
+    meta_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
+table {{ border-collapse: collapse; margin-bottom: 1em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+img {{ max-width: 100%; }}
+figure {{ margin: 0 0 1.5em 0; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table>{meta_rows}</table>
+<h2>Summary (void ignored)</h2>{summary_table}
+<h2>Per class</h2>{table.to_html(float_format=floats, na_rep="n/a")}
+{"".join(sections)}
+</body></html>
+"""
+
+
+def write_report(run_dir, data=None, split="val", out=None, overlays=4, log=print):
+    """Evaluate a run on a split and write its report folder; returns (folder, summary dict).
+
+    The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
+    overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
+    """
+    run_dir = pathlib.Path(run_dir)
+    predictor = load_predictor(run_dir)
+    config = copy.deepcopy(predictor.config)
+    if data is not None:
+        config["data"]["path"] = str(data)
+    rows, encoding = split_rows(config, split, predictor.num_classes)
+    out = output_dir(out if out is not None else run_dir / f"report-{split}")
+    log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images)")
+    matrix, per_image = evaluate_rows(predictor, rows, encoding)
+    names = predictor.class_names
+    table, summary = scores_table(matrix, names)
+    log(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    log("  ".join(f"{key} {value:.4f}" for key, value in summary.items()))
+    write_text(out / "per_class.csv", table.to_csv())
+    write_text(out / "per_image.csv", per_image.to_csv(index=False))
+    frame = pd.DataFrame(matrix, index=pd.Index(names, name="true/predicted"), columns=names)
+    write_text(out / "confusion_matrix.csv", frame.to_csv())
+    plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
+    shown = _write_overlays(predictor, encoding, per_image, overlays, out / "overlays") if overlays > 0 else []
+    meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
+            "images": len(rows)}
+    result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table),
+              "confusion_matrix": matrix.tolist(),
+              **{kind: [{"image": item.image, "miou": item.miou} for k, _, item in shown if k == kind]
+                 for kind in ("worst", "best")}}
+    write_text(out / "summary.json", json.dumps(result, indent=2))
+    figures = [("Confusion matrix", out / "confusion_matrix.png")]
+    if (run_dir / "curves.png").is_file():
+        figures.append(("Training curves", run_dir / "curves.png"))
+    page = _html(f"Evaluation of {run_dir.name} on {split}", meta, summary, table, figures, shown)
+    write_text(out / "report.html", page)
+    log(f"report: {out / 'report.html'}")
+    return out, result

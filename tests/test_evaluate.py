@@ -1,0 +1,79 @@
+import json
+import pathlib
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.evaluate import main as evaluate
+from app.predict import main as predict
+from data.synthetic import write_shapes_dataset
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run, tmp_path_factory):
+    run, _ = tiny_run
+    out = tmp_path_factory.mktemp("report")
+    assert evaluate(["--run", str(run), "--out", str(out), "--overlays", "1"]) == 0
+    return out
+
+
+def test_scores_equal_a_hand_computed_confusion_of_saved_predictions(tiny_run, report, tmp_path):
+    run, _ = tiny_run
+    images = pd.read_csv(report / "per_image.csv")
+    assert len(images) == 2  # the seeded val split of 8 images
+    assert predict(["--run", str(run), *images["image"], "--out", str(tmp_path)]) == 0
+    matrix = np.zeros((3, 3), np.int64)
+    for image, mask in zip(images["image"], images["mask"]):
+        truth = cv2.imread(mask, cv2.IMREAD_UNCHANGED).astype(np.int64)
+        prediction = cv2.imread(str(tmp_path / f"{pathlib.Path(image).stem}.png"), cv2.IMREAD_UNCHANGED)
+        valid = truth != 255
+        assert (~valid).sum() == 3 * truth.shape[1]  # the void border is ignored
+        matrix += np.bincount(truth[valid] * 3 + prediction[valid], minlength=9).reshape(3, 3)
+    saved = pd.read_csv(report / "confusion_matrix.csv", index_col=0)
+    assert saved.index.tolist() == saved.columns.tolist() == ["bg", "disc", "box"]
+    np.testing.assert_array_equal(saved.to_numpy(), matrix)
+    tp = np.diag(matrix)
+    with np.errstate(invalid="ignore"):
+        iou = tp / (matrix.sum(0) + matrix.sum(1) - tp)
+    per_class = pd.read_csv(report / "per_class.csv", index_col="class")
+    assert per_class.columns.tolist() == ["iou", "dice", "precision", "recall", "pixel_share"]
+    np.testing.assert_allclose(per_class["iou"], iou)
+    np.testing.assert_allclose(per_class["pixel_share"], matrix.sum(1) / matrix.sum())
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["miou"] == pytest.approx(np.nanmean(iou))
+    assert summary["pixel_accuracy"] == pytest.approx(tp.sum() / matrix.sum())
+    assert summary["images"] == 2 and summary["split"] == "val"
+
+
+def test_report_files(report):
+    overlays = sorted(p.name for p in (report / "overlays").iterdir())
+    assert len(overlays) == 2 and overlays[0].startswith("best_01_") and overlays[1].startswith("worst_01_")
+    assert cv2.imread(str(report / "overlays" / overlays[0])).shape[1] > 1000
+    page = (report / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 4  # confusion matrix, curves, 2 overlays
+    assert "<th>disc</th>" in page and "mean_class_accuracy" in page
+    assert not list(report.glob(".*"))
+
+
+def test_bad_inputs_exit_2(tiny_run, tmp_path, capsys):
+    run, data = tiny_run
+    assert evaluate(["--run", str(run), "--split", "test", "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err == f"error: {data}: no images in split 'test'; found train (6), val (2)\n"
+    five = write_shapes_dataset(tmp_path / "five", count=4, num_classes=5, seed=1)
+    assert evaluate(["--run", str(run), "--data", str(five), "--out", str(tmp_path / "b")]) == 2
+    assert "outside classes 0..2 and void 255" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run / "config.yaml", bare)
+    assert evaluate(["--run", str(bare)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bare / 'model.keras'}: model file not found")
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    for image in (broken / "images").iterdir():
+        image.write_bytes(b"broken")
+    assert evaluate(["--run", str(run), "--data", str(broken), "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {broken / 'images'}")
+    assert not list((tmp_path / "c").iterdir())
