@@ -1,0 +1,62 @@
+"""Describe a model: `python -m app.info --model NAME [--input-size H W C] [--num-classes N] [--option KEY=VALUE]`.
+
+Prints the parameter count, FLOPs per image (2 x the multiply-accumulates of conv and dense layers,
+counted from layer configs and output shapes), the output stride (height and width must be multiples of
+it) and the theoretical receptive field; `--table` adds the per-layer receptive-field table.
+"""
+import argparse
+import ast
+import sys
+
+from app.cli import fail_cleanly
+
+
+def parse_args(argv=None):
+    from models.registry import MODELS
+
+    parser = argparse.ArgumentParser(prog="python -m app.info", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--input-size", type=int, nargs=3, default=[256, 256, 3], metavar=("H", "W", "C"))
+    parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="architecture option, e.g. depth=3 or upsampling=bilinear (repeatable)")
+    parser.add_argument("--table", action="store_true", help="also print the per-layer receptive-field table")
+    return parser.parse_args(argv)
+
+
+def parse_option(text):
+    """Split "key=value" and read the value as a Python literal when it is one (3, 0.5, True), else a string."""
+    key, separator, value = text.partition("=")
+    if not separator:
+        raise ValueError(f"--option must look like KEY=VALUE: got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+@fail_cleanly
+def main(argv=None):
+    args = parse_args(argv)
+    from models.flops import count_flops
+    from models.receptive_field import receptive_field_table, theoretical_receptive_field
+    from models.registry import get_model, required_divisor
+
+    options = dict(parse_option(text) for text in args.option)
+    model = get_model(args.model, tuple(args.input_size), args.num_classes, **options)
+    flops = count_flops(model)
+    height, width, channels = args.input_size
+    print(f"model            {args.model} {options or ''}".rstrip())
+    print(f"input            {height}x{width}x{channels}, {args.num_classes} classes")
+    print(f"parameters       {model.count_params():,}")
+    print(f"FLOPs per image  {flops / 1e9:.3f} G ({flops // 2:,} multiply-adds x 2)")
+    print(f"output stride    {required_divisor(args.model, **options)}")
+    print(f"receptive field  {theoretical_receptive_field(model)} pixels (theoretical)")
+    if args.table:
+        print(receptive_field_table(model).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
