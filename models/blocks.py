@@ -4,6 +4,12 @@ import os
 import keras
 
 
+BN_MOMENTUM = 0.9
+"""Batch-norm moving-average momentum (PyTorch's default). Keras's 0.99 needs hundreds of steps to forget its
+initial statistics, which small segmentation datasets (a few steps per epoch) never reach: validation then runs
+on stale statistics."""
+
+
 def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, batch_norm=True, name=None):
     """Apply a same-padded convolution, optional batch norm, and ReLU.
 
@@ -24,7 +30,7 @@ def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, batch_no
         use_bias=not batch_norm, kernel_initializer="he_normal", name=layer_name("conv"),
     )(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(name=layer_name("bn"))(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=layer_name("bn"))(x)
     return keras.layers.ReLU(name=layer_name("relu"))(x)
 
 
