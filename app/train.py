@@ -2,7 +2,8 @@
 
 With no argument it trains the default U-Net on the embedded nuclei dataset (data/nuclei) in a few minutes.
 Flags override config keys; `--set section.key=value` overrides any key. Running the same command again
-after a crash resumes the unfinished run from its last finished epoch.
+after a crash resumes the unfinished run from its last finished epoch. `--distribute mirrored` trains on every
+local GPU, `--distribute multiworker` on the cluster that TF_CONFIG describes (README, "Training").
 """
 import argparse
 import pathlib
@@ -41,7 +42,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                        help="mixed precision keeps float32 weights and logits (float16 adds loss scaling)")
+    parser.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
+                        help="data-parallel training; --batch-size is the global batch (default: none)")
     parser.add_argument("--model", help="architecture name (unet, fcn8s, deeplabv3plus, ...)")
     parser.add_argument("--loss", help="loss name (ce, dice, dice_ce, focal, tversky, lovasz)")
     parser.add_argument("--seed", type=int)
@@ -75,7 +79,7 @@ def main(argv=None):
 
     config_path = args.config or (None if args.data else DEFAULT_CONFIG)
     config = load_config(config_path, overrides_from(args))
-    train(config, runs_dir=args.runs_dir, fresh=args.fresh)
+    train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute)
     return 0
 
 

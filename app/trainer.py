@@ -4,13 +4,18 @@ import datetime
 import json
 import math
 import pathlib
+import shutil
+import tempfile
 
 import keras
 import numpy as np
 import pandas as pd
 import yaml
 
+from app.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
+                           atomic_path)
 from app.config import ConfigError, dump_config, model_options
+from app.distribute import distribute_dataset, replicas
 from app.evaluation import confusion_matrix_on, scores_table
 from app.plots import plot_curves
 from data.discovery import DatasetError, discover
@@ -95,11 +100,18 @@ def prepare_data(config, divisor=None):
 
 
 def build_model(config, num_classes):
-    """The configured architecture (float32 logits), under the configured precision policy."""
+    """The configured architecture (float32 logits), built under the `train.precision` dtype policy.
+
+    The global policy is restored afterwards; the model keeps its own (and `compile` wraps the optimizer in a
+    `LossScaleOptimizer` for mixed_float16).
+    """
+    previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(config["train"]["precision"])
-    channels = config["data"]["channels"]
-    return get_model(config["model"]["name"], input_shape=(None, None, channels), num_classes=num_classes,
-                     **model_options(config))
+    try:
+        return get_model(config["model"]["name"], input_shape=(None, None, config["data"]["channels"]),
+                         num_classes=num_classes, **model_options(config))
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def compute_class_weights(config, class_table):
@@ -155,7 +167,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
                 self.best, self.best_epoch, self.wait = value, int(epoch), 0
 
 
-def _resume_state(run_dir, monitor):
+def _resume_state(run_dir, monitor, truncate=True):
     """Epochs done and the history rows that the backup covers (later rows are dropped from history.csv)."""
     meta = run_dir / "backup" / "training_metadata.json"
     history_path = run_dir / "history.csv"
@@ -164,7 +176,9 @@ def _resume_state(run_dir, monitor):
     done = json.loads(meta.read_text()).get("epoch", 0)
     history = pd.read_csv(history_path)
     history = history[history["epoch"] < done]
-    history.to_csv(history_path, index=False)
+    if truncate:
+        with atomic_path(history_path) as temp:
+            history.to_csv(temp, index=False)
     return done, {k: history[k].tolist() for k in history.columns if k in ("epoch", monitor)}
 
 
@@ -186,63 +200,97 @@ def new_run_dir(runs_dir, name):
     return run_dir
 
 
-def train(config, runs_dir="runs", fresh=False, log=print):
-    """Train from a resolved config; returns the run folder.
+def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
+    """Train from a resolved config; returns the run folder (None on a non-chief worker).
 
     The run folder holds config.yaml, model.keras (best by `train.monitor`), history.csv, curves.png,
     class_weights.csv (when used), logs/ (TensorBoard) and metrics.json (validation scores of the best
-    model). Running the same config again resumes an unfinished run from its last finished epoch.
+    model). Running the same config again resumes an unfinished run from its last finished epoch: weights,
+    optimizer state (so the LR schedule), best score, early-stopping patience and history.csv continue.
+    `distribute` ("none", "mirrored" or "multiworker", see `app.distribute`) splits each global batch of
+    `train.batch_size` over the replicas; only the chief process writes the run folder.
     """
-    keras.utils.set_random_seed(config["seed"])
-    prepared = prepare_data(config)
-    counts = prepared.frame["split"].value_counts()
-    log(f"data: {config['data']['path']} ({prepared.encoding.kind} masks, {prepared.encoding.num_classes} classes) "
-        + ", ".join(f"{split} {n}" for split, n in counts.items()))
-    log(prepared.class_table.to_string(float_format=lambda v: f"{v:.4f}"))
-    run_dir = None if fresh else find_resumable_run(runs_dir, config)
-    if run_dir is None:
-        run_dir = new_run_dir(runs_dir, config["name"])
-        dump_config(config, run_dir / "config.yaml")
-    else:
-        log(f"resuming unfinished run {run_dir}")
-    class_weights = compute_class_weights(config, prepared.class_table)
-    if class_weights is not None:
-        table = pd.DataFrame({"class": prepared.class_names, "weight": class_weights})
-        table.to_csv(run_dir / "class_weights.csv", index=False)
-        log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
-    model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared, class_weights)
-    log(f"model: {config['model']['name']}, {model.count_params():,} parameters")
-    monitor = config["train"]["monitor"] if prepared.val is not None else config["train"]["monitor"].removeprefix(
-        "val_")
-    initial_epoch, history = _resume_state(run_dir, monitor)
-    best = max(history.get(monitor, []), default=None)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "model.keras"), monitor=monitor, mode="max",
-                                        save_best_only=True, initial_value_threshold=best),
-        ResumableEarlyStopping(history, monitor=monitor, mode="max",
-                               patience=config["train"]["early_stopping_patience"]),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=initial_epoch > 0),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
-    ]
-    model.fit(prepared.train, validation_data=prepared.val, epochs=config["train"]["epochs"],
-              callbacks=callbacks, shuffle=False, verbose=2 if config["train"].get("verbose") == "epoch" else "auto")
-    plot_curves(pd.read_csv(run_dir / "history.csv"), run_dir / "curves.png", monitor)
-    if not (run_dir / "model.keras").exists():
-        model.save(run_dir / "model.keras")
-    best_model = keras.saving.load_model(run_dir / "model.keras")
-    metrics = final_metrics(best_model, prepared)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with replicas(distribute) as setup:
+        keras.utils.set_random_seed(config["seed"])
+        batch = config["train"]["batch_size"]
+        if batch % setup.count:
+            raise ConfigError(f"train.batch_size {batch} is the global batch: it must be a multiple of the "
+                              f"{setup.count} replicas")
+        prepared = prepare_data(config)
+        counts = prepared.frame["split"].value_counts()
+        log(f"data: {config['data']['path']} ({prepared.encoding.kind} masks, {prepared.encoding.num_classes} "
+            "classes) " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+        log(prepared.class_table.to_string(float_format=lambda v: f"{v:.4f}"))
+        if setup.count > 1:
+            log(f"distribute: {setup.mode}, {setup.count} replicas, {batch // setup.count} images each per step")
+        resumable = None if fresh else find_resumable_run(runs_dir, config)
+        if not setup.chief:
+            with tempfile.TemporaryDirectory(prefix="segkit-worker-") as scratch:
+                fit_model(config, prepared, setup, pathlib.Path(scratch), resumable, log)
+            return None
+        run_dir = resumable
+        if run_dir is None:
+            run_dir = new_run_dir(runs_dir, config["name"])
+            dump_config(config, run_dir / "config.yaml")
+        monitor = fit_model(config, prepared, setup, run_dir, run_dir, log)
+    with atomic_path(run_dir / "curves.png") as temp:
+        plot_curves(pd.read_csv(run_dir / "history.csv"), temp, monitor)
+    metrics = final_metrics(keras.saving.load_model(run_dir / "model.keras"), prepared)
+    with atomic_path(run_dir / "metrics.json") as temp:
+        temp.write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     log(f"validation: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
     log(f"run folder: {run_dir}")
     return run_dir
 
 
+def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
+    """Build, compile and fit the model, writing checkpoints and logs to `out_dir`; returns the monitored key.
+
+    `resume_dir` is the run folder to continue from (None for a new run); it is only read unless it is `out_dir`.
+    """
+    class_weights = compute_class_weights(config, prepared.class_table)
+    if class_weights is not None:
+        table = pd.DataFrame({"class": prepared.class_names, "weight": class_weights})
+        table.to_csv(out_dir / "class_weights.csv", index=False)
+        log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
+    with setup.scope():
+        model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared, class_weights)
+    log(f"model: {config['model']['name']}, {model.count_params():,} parameters")
+    if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+        log(f"precision: {config['train']['precision']}, dynamic loss scaling")
+    train = config["train"]
+    monitor = train["monitor"] if prepared.val is not None else train["monitor"].removeprefix("val_")
+    initial_epoch, history = (0, {}) if resume_dir is None else _resume_state(resume_dir, monitor,
+                                                                                truncate=resume_dir == out_dir)
+    if initial_epoch:
+        log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}")
+    checkpoint = out_dir / "model.keras"
+    callbacks = [
+        StopOnNonFiniteLoss(checkpoint, train["learning_rate"]),
+        LearningRateLogger(),
+        AtomicModelCheckpoint(str(checkpoint), monitor=monitor, mode="max", save_best_only=True,
+                              initial_value_threshold=max(history.get(monitor, []), default=None)),
+        ResumableEarlyStopping(history, monitor=monitor, mode="max", patience=train["early_stopping_patience"]),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=initial_epoch > 0),
+        keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
+        AtomicBackupAndRestore(out_dir / "backup", None if resume_dir is None else resume_dir / "backup"),
+    ]
+    val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
+    full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
+    model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
+              epochs=train["epochs"], callbacks=callbacks, shuffle=False,
+              verbose=2 if train.get("verbose") == "epoch" else "auto")
+    if not checkpoint.exists():
+        with atomic_path(checkpoint) as temp:
+            model.save(temp)
+    return monitor
+
+
 def final_metrics(model, prepared):
     """Scores of `model` on the validation split (training split when there is none), as a JSON-able dict."""
     dataset = prepared.val if prepared.val is not None else prepared.train
-    matrix = confusion_matrix_on(model, dataset, prepared.encoding.num_classes)
+    matrix = confusion_matrix_on(model, dataset.as_numpy_iterator(), prepared.encoding.num_classes)
     table, summary = scores_table(matrix, prepared.class_names)
     summary["split"] = "val" if prepared.val is not None else "train"
     summary["per_class"] = {name: {k: (None if np.isnan(v) else float(v)) for k, v in row.items()}

@@ -1,0 +1,33 @@
+"""Mixed precision: float32 logits, loss scaling for float16, bfloat16 training, and the global policy restored."""
+import types
+
+import keras
+import pandas as pd
+
+from app.config import load_config, parse_override
+from app.train import main
+from app.trainer import build_model, compile_model
+from train_helpers import TINY, history, only_run_dir
+
+
+def test_mixed_float16_gets_loss_scaling_and_float32_logits():
+    config = load_config(overrides=[parse_override(f"model.{key}") for key in ("base_filters=4", "depth=2")]
+                         + [{"train": {"precision": "mixed_float16"}}])
+    prepared = types.SimpleNamespace(frame=pd.DataFrame({"split": ["train"] * 8}), class_names=["a", "b"],
+                                     encoding=types.SimpleNamespace(num_classes=2))
+    model = compile_model(build_model(config, 2), config, prepared)
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("enc0_a_conv").compute_dtype == "float16"
+    assert model.get_layer("logits").compute_dtype == "float32" and model.output.dtype == "float32"
+
+
+def test_mixed_bfloat16_training_lowers_the_loss(tmp_path):
+    assert main(["--epochs", "3", "--precision", "mixed_bfloat16", "--runs-dir", str(tmp_path), *TINY]) == 0
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    loss = history(tmp_path)["loss"]
+    assert loss.is_monotonic_decreasing and loss.iloc[-1] < 0.95 * loss.iloc[0]
+    model = keras.saving.load_model(only_run_dir(tmp_path) / "model.keras")
+    assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.get_layer("enc0_a_conv").compute_dtype == "bfloat16"
+    assert model.get_layer("logits").compute_dtype == "float32"
