@@ -125,7 +125,8 @@ class BedOfNailsUnpooling2D(keras.layers.Layer):
 class ResizeLike(keras.layers.Layer):
     """Resize the first input to the height and width of the second (e.g. DeepLab's image-pooling branch).
 
-    Works with unknown spatial sizes, unlike a `Resizing` layer built from static shapes.
+    Works with unknown spatial sizes, unlike a `Resizing` layer built from static shapes. A 1x1 input (image
+    pooling) is broadcast.
 
     Args:
         interpolation: str. "bilinear" or "nearest". Defaults to "bilinear".
@@ -141,7 +142,27 @@ class ResizeLike(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        return ops.image.resize(x, ops.shape(reference)[1:3], interpolation=self.interpolation)
+        if tuple(x.shape[1:3]) == (1, 1):
+            return x * ops.ones_like(reference[..., :1], dtype=x.dtype)
+        size = ops.shape(reference)
+        return self._resize_axis(self._resize_axis(x, size[1], 1), size[2], 2)
+
+    def _resize_axis(self, x, out_len, axis):
+        """Half-pixel resize along one axis by gathering (as `ops.image.resize`, but with no Python test
+        of the sizes, so it traces with unknown sizes under XLA and converts to TFLite)."""
+        in_len = ops.shape(x)[axis]
+        scale = ops.cast(in_len, "float32") / ops.cast(out_len, "float32")
+        centres = (ops.arange(out_len, dtype="float32") + 0.5) * scale
+        last = ops.cast(in_len - 1, "float32")
+        if self.interpolation == "nearest":
+            return ops.take(x, ops.cast(ops.minimum(ops.floor(centres), last), "int32"), axis=axis)
+        coords = ops.clip(centres - 0.5, 0.0, last)
+        low = ops.floor(coords)
+        high = ops.minimum(low + 1.0, last)
+        weight = ops.cast(ops.reshape(coords - low, (-1, 1, 1) if axis == 1 else (-1, 1)), x.dtype)
+        below = ops.take(x, ops.cast(low, "int32"), axis=axis)
+        above = ops.take(x, ops.cast(high, "int32"), axis=axis)
+        return below + (above - below) * weight
 
     def compute_output_shape(self, input_shape):
         (batch, _, _, channels), reference = input_shape

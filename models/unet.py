@@ -2,6 +2,7 @@
 import keras
 
 from models.blocks import check_input_size, conv_bn_relu, segmentation_output
+from models.layers import ResizeLike
 
 UPSAMPLING_MODES = ("transpose", "bilinear", "nearest")
 
@@ -66,7 +67,10 @@ def build_unet(
         if upsampling == "transpose":
             x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_upconv")(x)
         else:
-            x = keras.layers.UpSampling2D(2, interpolation=upsampling, name=f"dec{level}_upsample")(x)
+            if upsampling == "nearest":
+                x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"dec{level}_upsample")(x)
+            else:
+                x = ResizeLike("bilinear", name=f"dec{level}_upsample")([x, skips[level]])
             x = conv_bn_relu(x, filters, batch_norm=batch_norm, name=f"dec{level}_upconv")
         x = keras.layers.Concatenate(name=f"dec{level}_concat")([skips[level], x])
         x = conv_bn_relu(x, filters, batch_norm=batch_norm, name=f"dec{level}_a")

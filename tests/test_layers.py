@@ -78,3 +78,13 @@ def test_bilinear_initializer_upsamples_constants_to_constants():
     np.testing.assert_allclose(out[0, 1:-1, 1:-1], 1.0, rtol=1e-6)
     config = keras.saving.serialize_keras_object(BilinearUpsampling())
     assert isinstance(keras.initializers.get(config), BilinearUpsampling)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("source, target", [((4, 6), (16, 24)), ((5, 7), (9, 3)), ((1, 1), (5, 4))])
+def test_resize_like_equals_ops_image_resize(interpolation, source, target):
+    x = np.random.default_rng(0).random((2, *source, 3)).astype("float32")
+    reference = np.zeros((2, *target, 1), "float32")
+    ours = keras.ops.convert_to_numpy(ResizeLike(interpolation)([x, reference]))
+    expected = keras.ops.convert_to_numpy(keras.ops.image.resize(x, target, interpolation=interpolation))
+    np.testing.assert_allclose(ours, expected, atol=1e-6)

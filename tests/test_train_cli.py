@@ -74,3 +74,17 @@ def test_bad_config_values_are_one_line_errors(tmp_path):
     done = run_train("--data", str(tmp_path / "missing"), "--runs-dir", str(tmp_path))
     assert done.returncode == 2 and "missing: dataset path does not exist" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("model_flags", [
+    ["--model", "deeplabv3plus", "--set", "model.base_filters=4", "--set", "model.filters=8",
+     "--set", "model.low_level_filters=4"],
+    ["--set", "model.upsampling=bilinear", "--set", "model.base_filters=4", "--set", "model.depth=2"],
+])
+def test_resize_based_models_train_and_validate_on_other_sizes(tmp_path, model_flags):
+    data = write_shapes_dataset(tmp_path / "shapes", count=6, size=(40, 56), num_classes=3)
+    done = run_train("--data", str(data), "--mask", "index", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"),
+                     "--image-size", "32", "32", "--batch-size", "3", "--set", "train.verbose=epoch", *model_flags)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["confusion_matrix"]

@@ -1,0 +1,455 @@
+"""Export a trained run to SavedModel (TF Serving) and LiteRT .tflite (fp32, fp16, int8), with a parity report.
+
+Every exported graph ends in a softmax, so it returns probabilities. The SavedModel takes uint8 images of any
+size (padded to the model's divisor inside the graph); the .tflite files take one float image in [0, 1] (fp32,
+fp16) or one quantised uint8 image (int8) of a fixed size. `LiteRTModel` runs a .tflite file like a Keras model.
+"""
+import functools
+import json
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import yaml
+from keras import ops
+
+from app.config import model_options
+from app.evaluation import confusion_matrix, scores_table, sparse_labels
+from app.trainer import prepare_data
+from data.masks import IGNORE_INDEX
+from models.layers import MaxPoolingWithArgmax2D, _to_windows
+from models.registry import required_divisor
+
+FORMATS = ("savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8")
+FILENAMES = {"savedmodel": "savedmodel", "tflite-fp32": "model_fp32.tflite", "tflite-fp16": "model_fp16.tflite",
+             "tflite-int8": "model_int8.tflite"}
+DEFAULT_TOLERANCES = {"savedmodel": 0.1, "tflite-fp32": 0.1, "tflite-fp16": 0.1, "tflite-int8": 1.0}
+"""Largest mIoU drop (points, i.e. percent of mIoU) each format may show against the Keras model."""
+
+
+class ExportError(ValueError):
+    """A model, run folder or layer that cannot be exported; the message says which and why."""
+
+
+class ParityError(ExportError):
+    """An exported format whose mIoU dropped more than its tolerance below the Keras model's."""
+
+
+class LiteRTModel:
+    """A segmentation .tflite file used like a Keras model, on the LiteRT interpreter.
+
+    Args:
+        path: str. The .tflite file (image input, probabilities output).
+        num_threads: int. CPU threads of the interpreter. Defaults to None (the runtime's choice).
+
+    Example:
+    >>> model = LiteRTModel("runs/x/export/model_int8.tflite", num_threads=1)
+    >>> model.predict_on_batch(np.zeros((2, *model.input_size, model.channels), "float32")).shape
+    (2, 256, 256, 2)
+    """
+
+    def __init__(self, path, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = str(path)
+        self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        batch, height, width, self.channels = (int(n) for n in self._input["shape"])
+        self.input_size = (height, width)
+        self.num_classes = int(self._output["shape"][-1])
+        self._batch = batch
+
+    def predict_on_batch(self, images):
+        """Probabilities (B, H, W, num_classes) float32 of float images (B, H, W, C) in [0, 1]."""
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[1:] != (*self.input_size, self.channels):
+            raise ValueError(f"{self.path} takes images of shape (batch, {self.input_size[0]}, "
+                             f"{self.input_size[1]}, {self.channels}): got {images.shape}")
+        if self._batch == 1:
+            return np.concatenate([self._run(image[None]) for image in images])
+        if images.shape[0] != self._input["shape"][0]:
+            self._interpreter.resize_tensor_input(self._input["index"], images.shape)
+            self._interpreter.allocate_tensors()
+            self._input = self._interpreter.get_input_details()[0]
+            self._output = self._interpreter.get_output_details()[0]
+        return self._run(images)
+
+    def _run(self, images):
+        self._interpreter.set_tensor(self._input["index"], _quantize(images, self._input))
+        self._interpreter.invoke()
+        output = self._interpreter.get_tensor(self._output["index"])
+        scale, zero_point = self._output["quantization"]
+        if np.issubdtype(output.dtype, np.integer):
+            output = (output.astype(np.float32) - zero_point) * scale
+        return output.astype(np.float32)
+
+
+def _quantize(images, details):
+    dtype = details["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return images.astype(dtype)
+    scale, zero_point = details["quantization"]
+    limits = np.iinfo(dtype)
+    return np.clip(np.round(images / scale + zero_point), limits.min, limits.max).astype(dtype)
+
+
+def load_run(run_dir):
+    """(config, model) of a run folder; a missing or unreadable file raises ExportError naming it."""
+    run_dir = pathlib.Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir}: no such run folder")
+    for name in ("config.yaml", "model.keras"):
+        if not (run_dir / name).is_file():
+            raise ExportError(f"{run_dir}: no {name} in this run folder (did training finish?)")
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except yaml.YAMLError as err:
+        raise ExportError(f"{run_dir / 'config.yaml'}: not valid YAML ({err})") from None
+    try:
+        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    except (ValueError, TypeError, OSError) as err:
+        raise ExportError(f"{run_dir / 'model.keras'}: cannot load the model ({str(err).splitlines()[0]})") from None
+    return config, model
+
+
+def serving_archive(model, divisor, size=None):
+    """ExportArchive whose `serving_default` maps uint8 images (B, H, W, C) to `mask` and `probabilities`.
+
+    Height and width are free unless the model or `size` fixes them: images are padded bottom/right to a
+    multiple of `divisor` inside the graph and the outputs cropped back.
+    """
+    height, width = size or model.input_shape[1:3]
+    mask_dtype = tf.uint8 if model.output_shape[-1] <= 256 else tf.int32
+
+    def serve(images):
+        x = tf.cast(images, tf.float32) / 255.0
+        if height is None or width is None:
+            shape = tf.shape(x)[1:3]
+            pad = -shape % divisor
+            x = tf.pad(x, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]])
+            probabilities = tf.nn.softmax(model(x, training=False)[:, : shape[0], : shape[1]])
+        else:
+            probabilities = tf.nn.softmax(model(x, training=False))
+        return {"mask": tf.cast(tf.argmax(probabilities, -1), mask_dtype), "probabilities": probabilities}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=[
+        tf.TensorSpec((None, height, width, model.input_shape[-1]), tf.uint8, name="images")])
+    return archive
+
+
+def export_savedmodel(model, path, divisor, size, log=print):
+    """Write the `serving_archive` to `path` atomically; fixed to `size` when a layer cannot take free sizes."""
+    try:
+        _atomic_dir(path, functools.partial(serving_archive(model, divisor).write_out, verbose=False))
+    except (TypeError, ValueError) as err:
+        log(f"savedmodel: {str(err).splitlines()[0]} The layer cannot take free image sizes, so the serving "
+            f"signature takes {size[0]}x{size[1]} images.")
+        _atomic_dir(path, functools.partial(serving_archive(model, divisor, size).write_out, verbose=False))
+
+
+class LiteRTMaxPoolingWithArgmax2D(MaxPoolingWithArgmax2D):
+    """`MaxPoolingWithArgmax2D` with `tf.argmax`, which maps to LiteRT's ARG_MAX.
+
+    `keras.ops.argmax` adds a negative-zero fix with a BitwiseAnd op that LiteRT has no kernel for.
+    """
+
+    def call(self, inputs):
+        windows = _to_windows(inputs, self.pool_size)
+        return ops.max(windows, axis=-1), tf.argmax(windows, axis=-1, output_type=tf.int32)
+
+
+LITERT_REPLACEMENTS = {MaxPoolingWithArgmax2D: LiteRTMaxPoolingWithArgmax2D}
+"""Layers swapped for LiteRT-convertible equivalents (same config, no weights) before conversion."""
+
+
+def litert_compatible(model):
+    """`model`, or a clone sharing its layers and weights where LITERT_REPLACEMENTS swaps some of them."""
+    if not any(type(layer) in LITERT_REPLACEMENTS for layer in model.layers):
+        return model
+
+    def swap(layer):
+        replacement = LITERT_REPLACEMENTS.get(type(layer))
+        return replacement.from_config(layer.get_config()) if replacement else layer
+
+    return keras.models.clone_model(model, clone_function=swap)
+
+
+def tflite_archive(model, size):
+    """ExportArchive whose `serving_default` maps one float image (1, H, W, C) in [0, 1] to `probabilities`."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default",
+                         lambda image: {"probabilities": tf.nn.softmax(model(image, training=False))},
+                         input_signature=[tf.TensorSpec((1, *size, model.input_shape[-1]), tf.float32, name="image")])
+    return archive
+
+
+def convert_tflite(saved_model_dir, fmt, model, calibration=None):
+    """Bytes of a .tflite file from a `tflite_archive` SavedModel, with LiteRT builtin ops only.
+
+    fp16 stores float16 weights; int8 is full-integer post-training quantisation calibrated on
+    `calibration` (float images (N, H, W, C) in [0, 1]), with uint8 input and output.
+
+    Raises:
+        ExportError: names the layer(s) whose op has no LiteRT kernel (or no int8 kernel), and why.
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if fmt == "tflite-fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "tflite-int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.uint8
+    try:
+        return converter.convert()
+    except Exception as err:  # ConverterError, or a RuntimeError/ValueError from the quantiser
+        raise ExportError(f"{fmt}: {_conversion_failure(err, model)}") from None
+
+
+def _conversion_failure(err, model):
+    """One line per failing op: the Keras layer it comes from, the TF op and the converter's reason."""
+    names = {layer.name: type(layer).__name__ for layer in model.layers}
+    lines = []
+    for error in getattr(err, "errors", None) or []:
+        calls = [call.name for call in error.location.call] or [error.location.name]
+        scopes = [part for call in calls for part in call.split("@")[0].split("/")]
+        layer = next((re.sub(r"_\d+$", "", s) for s in scopes if re.sub(r"_\d+$", "", s) in names), None)
+        where = f"layer {layer!r} ({names[layer]})" if layer else "an op outside any layer"
+        reason = error.error_message.splitlines()[0] if error.error_message else str(error.error_code)
+        line = f"cannot convert {where}: {error.operator.name or 'op'}: {reason}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines) or f"conversion failed: {str(err).strip().splitlines()[0]}"
+
+
+def _atomic_bytes(path, data):
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_dir(path, write):
+    """Call `write(tmp_dir)` on a fresh folder beside `path`, then swap it in place of `path`."""
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        write(str(tmp))
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def parity_data(config, size, calibration_images):
+    """(dataset, split name, calibration images, class names, num_classes) for an export size.
+
+    The validation split (training split when there is none) comes from the evaluation pipeline at the
+    training scale; calibration images are augmented crops of `size` from the training pipeline, rounded to
+    1/255 steps as uint8 camera frames would be.
+    """
+    config = {**config, "data": {**config["data"], "image_size": list(size)},
+              "loss": {**config["loss"], "border_weights": None}}
+    prepared = prepare_data(config)
+    samples = prepared.train.unbatch().repeat().take(calibration_images)
+    calibration = np.array([np.round(image * 255) / 255 for image, *_ in samples.as_numpy_iterator()], np.float32)
+    split = "val" if prepared.val is not None else "train"
+    return prepared.val if split == "val" else prepared.train, split, calibration, prepared.class_names, \
+        prepared.encoding.num_classes
+
+
+def validation_tiles(dataset, size, batch_size):
+    """(images, labels) chunks of `size` tiles cut from a batched (image, mask[, w]) dataset.
+
+    Images are padded with zeros and labels with IGNORE_INDEX to a multiple of `size`; images are rounded to
+    1/255 steps (uint8 frames); tiles of padding only are dropped.
+    """
+    height, width = size
+    for batch in dataset:
+        images, labels = np.round(batch[0].numpy() * 255) / 255, sparse_labels(batch[1].numpy())
+        pad = ((0, 0), (0, -images.shape[1] % height), (0, -images.shape[2] % width))
+        images = np.pad(images, pad + ((0, 0),))
+        labels = np.pad(labels, pad, constant_values=IGNORE_INDEX)
+        rows, cols = images.shape[1] // height, images.shape[2] // width
+        images = images.reshape(-1, rows, height, cols, width, images.shape[-1]).transpose(0, 1, 3, 2, 4, 5)
+        labels = labels.reshape(-1, rows, height, cols, width).transpose(0, 1, 3, 2, 4)
+        images, labels = images.reshape(-1, height, width, images.shape[-1]), labels.reshape(-1, height, width)
+        keep = (labels != IGNORE_INDEX).any((1, 2))
+        images, labels = images[keep].astype(np.float32), labels[keep]
+        for start in range(0, len(images), batch_size):
+            yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
+def _softmax(logits):
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True)
+
+
+def predictors(model, paths, num_threads):
+    """{format: {threads: probabilities(float images)}} for Keras and each exported file.
+
+    LiteRT files run with 1 thread and with `num_threads`; Keras and the SavedModel run on TensorFlow with its
+    default threads, listed under `num_threads`.
+    """
+    result = {"keras": {num_threads: lambda images: _softmax(np.asarray(model.predict_on_batch(images)))}}
+    for fmt, path in paths.items():
+        if fmt == "savedmodel":
+            serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+            result[fmt] = {num_threads: lambda images, serve=serve: serve(
+                images=tf.constant(np.round(images * 255).astype(np.uint8)))["probabilities"].numpy()}
+        else:
+            result[fmt] = {threads: LiteRTModel(path, threads).predict_on_batch for threads in sorted({1, num_threads})}
+    return result
+
+
+def latency_ms(predict, image, runs):
+    """Median milliseconds of `predict` on one image (batch of 1), after two warm-up calls."""
+    batch = image[None]
+    for _ in range(2):
+        predict(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        predict(batch)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _file_size(path):
+    path = pathlib.Path(path)
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 1e6
+
+
+def parity_table(model, model_path, paths, tiles, class_names, num_classes, tolerances, latency_runs=20,
+                 num_threads=None):
+    """One row per format (Keras first): size, mIoU on `tiles` and its drop, agreement with Keras, latency.
+
+    Latency is per image at batch 1: LiteRT with 1 thread and with `num_threads` (default: all cores);
+    Keras and the SavedModel run on TensorFlow with its default threads (reported under all threads).
+    """
+    num_threads = num_threads or os.cpu_count()
+    run = predictors(model, paths, num_threads)
+    one = {fmt: by_threads[num_threads] for fmt, by_threads in run.items()}
+    matrices = {fmt: np.zeros((num_classes, num_classes), np.int64) for fmt in one}
+    agree, pixels, max_diff = dict.fromkeys(one, 0), 0, dict.fromkeys(one, 0.0)
+    first_image = None
+    for images, labels in tiles:
+        first_image = images[0] if first_image is None else first_image
+        reference = one["keras"](images)
+        valid = labels != IGNORE_INDEX
+        pixels += int(valid.sum())
+        for fmt, predict in one.items():
+            probabilities = reference if fmt == "keras" else predict(images)
+            classes = probabilities.argmax(-1)
+            matrices[fmt] += confusion_matrix(labels, classes, num_classes)
+            agree[fmt] += int((classes == reference.argmax(-1))[valid].sum())
+            max_diff[fmt] = max(max_diff[fmt], float(np.abs(probabilities - reference).max()))
+    rows = []
+    for fmt in one:
+        miou = 100 * scores_table(matrices[fmt], class_names)[1]["miou"]
+        latency = {threads: latency_ms(predict, first_image, latency_runs) for threads, predict in run[fmt].items()}
+        rows.append({"format": fmt, "file": pathlib.Path(paths.get(fmt, model_path)).name,
+                     "size_mb": _file_size(paths.get(fmt, model_path)), "miou_pct": miou,
+                     "agreement_pct": 100 * agree[fmt] / max(pixels, 1), "max_prob_diff": max_diff[fmt],
+                     "latency_ms_1t": latency.get(1, np.nan), "latency_ms_all": latency[num_threads],
+                     "tolerance_pts": tolerances.get(fmt, np.nan)})
+    table = pd.DataFrame(rows)
+    table.insert(4, "miou_drop_pts", table["miou_pct"].iloc[0] - table["miou_pct"])
+    table["passed"] = ~(table["miou_drop_pts"] > table["tolerance_pts"])
+    return table
+
+
+def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_images=100, tolerances=None,
+               calibration=None, latency_runs=20, num_threads=None, log=print):
+    """Export a run folder to `formats`, write parity.csv/json beside the files and check the tolerances.
+
+    Args:
+        run_dir: str. A run folder with config.yaml and model.keras.
+        formats: list. Some of FORMATS. Defaults to all.
+        out_dir: str. Where the files go. Defaults to `<run_dir>/export`.
+        size: tuple. (H, W) of the .tflite inputs and the validation tiles. Defaults to the trained data.image_size.
+        calibration_images: int. Training samples that calibrate the int8 quantisation. Defaults to 100.
+        tolerances: dict. Largest mIoU drop in points per format. Defaults to DEFAULT_TOLERANCES.
+        calibration: array. Float images (N, H, W, C) to calibrate with instead of training samples.
+        latency_runs: int. Timed calls per latency figure. Defaults to 20.
+        num_threads: int. The "all threads" count. Defaults to the number of CPU cores.
+        log: callable. Progress and table printer. Defaults to print.
+
+    Returns:
+        The parity table (pandas DataFrame), Keras first.
+
+    Raises:
+        ExportError: bad run folder, size or format, or a layer that cannot be converted.
+        ParityError: a format's mIoU dropped more than its tolerance (files and report are still written).
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ExportError(f"unknown format(s) {unknown}; valid formats are: {', '.join(FORMATS)}")
+    run_dir = pathlib.Path(run_dir)
+    config, model = load_run(run_dir)
+    divisor = required_divisor(config["model"]["name"], **model_options(config))
+    size = tuple(int(s) for s in (size or config["data"]["image_size"]))
+    if any(s % divisor for s in size):
+        valid = "x".join(str(max(divisor, s // divisor * divisor)) for s in size)
+        raise ExportError(f"export size {size[0]}x{size[1]} must be a multiple of {divisor} for "
+                          f"{config['model']['name']} (e.g. {valid})")
+    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    drawn = calibration_images if "tflite-int8" in formats and calibration is None else 0
+    dataset, split, training_samples, class_names, num_classes = parity_data(config, size, drawn)
+    calibration = training_samples if calibration is None else np.asarray(calibration, np.float32)
+    out = pathlib.Path(out_dir) if out_dir else run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+
+    paths = {fmt: out / FILENAMES[fmt] for fmt in FORMATS if fmt in formats}
+    if "savedmodel" in paths:
+        log(f"exporting savedmodel -> {paths['savedmodel']}")
+        export_savedmodel(model, paths["savedmodel"], divisor, size, log)
+    tflite = [fmt for fmt in paths if fmt.startswith("tflite")]
+    with tempfile.TemporaryDirectory(dir=out, prefix=".float-graph-") as float_graph:
+        if tflite:
+            tflite_archive(litert_compatible(model), size).write_out(float_graph, verbose=False)
+        for fmt in tflite:
+            log(f"exporting {fmt} -> {paths[fmt]}")
+            _atomic_bytes(paths[fmt], convert_tflite(float_graph, fmt, model, calibration))
+
+    tiles = validation_tiles(dataset, size, config["train"]["batch_size"])
+    table = parity_table(model, run_dir / "model.keras", paths, tiles, class_names, num_classes,
+                         {f: tolerances[f] for f in paths}, latency_runs, num_threads)
+    report = {"run": str(run_dir), "size": list(size), "split": split, "calibration_images": len(calibration),
+              "num_threads": num_threads or os.cpu_count(),
+              "formats": table.astype(object).where(table.notna(), None).to_dict("records")}
+    _atomic_bytes(out / "parity.csv", table.to_csv(index=False))
+    _atomic_bytes(out / "parity.json", json.dumps(report, indent=2))
+    log(format_table(table))
+    failed = table[~table["passed"]]
+    if len(failed):
+        raise ParityError("\n".join(
+            f"{row.format}: mIoU {row.miou_pct:.2f} on the {split} split vs Keras {table['miou_pct'].iloc[0]:.2f}, "
+            f"a drop of {row.miou_drop_pts:.2f} points > tolerance {row.tolerance_pts:g} (see {out / 'parity.csv'})"
+            for row in failed.itertuples()))
+    return table
+
+
+def format_table(table):
+    """The parity table as fixed-width text."""
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
