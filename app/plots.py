@@ -1,10 +1,8 @@
-"""Matplotlib figures written to files (Agg backend, no display needed)."""
-import matplotlib
+"""Matplotlib figures written to files; matplotlib picks Agg where there is no display and keeps a notebook's
+inline backend."""
+import matplotlib.patches
+import matplotlib.pyplot as plt
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
 
 from app.outputs import write_figure  # noqa: E402
 from app.palette import overlay  # noqa: E402

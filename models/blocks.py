@@ -1,13 +1,65 @@
-"""Shared building blocks: conv-BN-ReLU, segmentation head, input-size check and local weight loading."""
+"""Shared building blocks: conv-BN-ReLU (with a fused batch norm), segmentation head, input-size check and local
+weight loading."""
 import os
 
 import keras
+from keras import ops
 
 
 BN_MOMENTUM = 0.9
 """Batch-norm moving-average momentum (PyTorch's default). Keras's 0.99 needs hundreds of steps to forget its
 initial statistics, which small segmentation datasets (a few steps per epoch) never reach: validation then runs
 on stale statistics."""
+
+
+@keras.saving.register_keras_serializable(package="segkit")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Batch normalisation (Ioffe & Szegedy, 2015) that runs as one fused kernel on the TensorFlow backend.
+
+    Same arguments, variables, results and saved weights as `keras.layers.BatchNormalization`. Keras 3 writes
+    batch norm as separate ops (a cast, the moments, the normalisation and, in training, their gradients: about
+    ten passes over the feature map); on TensorFlow this layer calls the fused kernel (`FusedBatchNormV3`, oneDNN
+    on x86) forward and backward, which Grappler also fuses with a following ReLU, and with the preceding
+    convolution at inference. A U-Net trains 1.3-1.5x faster on CPU (`benchmarks/speed.py --lever fused_bn`).
+    Other backends, rank other than 4, a channel axis other than the last, float64, masks, renorm,
+    `synchronized=True` and epsilon below 1.001e-5 (the kernel's minimum) take the Keras code path.
+
+    Example:
+    >>> layer = FusedBatchNormalization(momentum=0.9)
+    >>> tuple(layer(keras.ops.ones((2, 4, 4, 3)), training=True).shape)
+    (2, 4, 4, 3)
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(inputs)
+        ones = tf.ones(self.moving_mean.shape, "float32")
+        scale = tf.cast(self.gamma, "float32") if self.scale else ones
+        offset = tf.cast(self.beta, "float32") if self.center else tf.zeros_like(ones)
+        if training and self.trainable:
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            # The kernel returns the unbiased (n / (n - 1)) batch variance; Keras averages the biased one.
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), "float32")
+            variance = variance * tf.maximum(count - 1.0, 1.0) / tf.maximum(count, 1.0)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
+                is_training=False)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fusable(self, inputs, mask):
+        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and not self.renorm and not self.synchronized and self.epsilon >= 1.001e-5
+                and keras.backend.standardize_dtype(inputs.dtype) in ("float32", "bfloat16", "float16")
+                and self.moving_mean.dtype == "float32")
 
 
 def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, batch_norm=True, name=None):
@@ -30,7 +82,7 @@ def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, batch_no
         use_bias=not batch_norm, kernel_initializer="he_normal", name=layer_name("conv"),
     )(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=layer_name("bn"))(x)
+        x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=layer_name("bn"))(x)
     return keras.layers.ReLU(name=layer_name("relu"))(x)
 
 
