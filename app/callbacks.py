@@ -4,32 +4,13 @@ Every file is written to a temporary name in its final folder and moved into pla
 crash (SIGKILL, power loss after the OS flushed) or a full disk never leaves a half-written checkpoint under
 the final name. An OSError while writing is raised again naming the final path.
 """
-import contextlib
 import json
-import os
 import pathlib
 
 import keras
 import numpy as np
 
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path` (same suffixes) that replaces `path` when the block succeeds.
-
-    The temporary file is removed when the block fails; an OSError is raised again with `path` as its filename.
-    """
-    path = pathlib.Path(path)
-    suffix = "".join(path.suffixes)
-    temp = path.with_name(f".{path.name.removesuffix(suffix)}.tmp{suffix}")
-    try:
-        yield temp
-        os.replace(temp, path)
-    except BaseException as err:
-        temp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
-        raise
+from app.outputs import atomic_path
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):

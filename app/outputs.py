@@ -38,7 +38,7 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             temp.unlink()
         if isinstance(err, OSError):
-            raise OSError(err.errno, f"cannot write ({err.strerror or err})", str(path)) from None
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
         raise
 
 
