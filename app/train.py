@@ -68,6 +68,8 @@ def overrides_from(args):
             for key in reversed(keys):
                 nested = {key: nested}
             overrides.append(nested)
+    if args.model and not args.name:
+        overrides.append({"name": None})
     return overrides + [parse_override(text) for text in args.set]
 
 
