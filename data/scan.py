@@ -89,8 +89,8 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
     """Read every image and mask of `frame` and check them; see ScanResult.
 
     Checks: unreadable/corrupt files, channel counts the model cannot take, image/mask size mismatch, mask
-    values outside the classes that are not void, unknown colours in RGB masks, and classes that never
-    occur in the training masks (a `num_classes` that disagrees with the data).
+    values outside the classes that are not void, unknown colours in RGB masks, and top classes that
+    occur in no mask of any split (a `num_classes` that disagrees with the data).
     """
     num_classes = encoding.num_classes
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
@@ -109,13 +109,11 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
             rows.append({"split": split, "class": name, "pixels": int(per_image[:, index].sum()),
                          "image_pixels": int(totals[present].sum()), "images": int(present.sum())})
     counts = pd.DataFrame(rows, columns=["split", "class", "pixels", "image_pixels", "images"])
-    train = counts[counts["split"] == "train"]
-    if not problems and len(train) and encoding.kind != "rgb":
-        missing = train.loc[train["pixels"] == 0, "class"].tolist()
-        if missing and (train["pixels"] > 0).any():
-            highest = int(np.flatnonzero(train["pixels"].to_numpy() > 0).max())
-            if highest < num_classes - 1:
-                problems.append(f"num_classes is {num_classes} but training masks only use classes "
-                                f"0..{highest}; set num_classes: {highest + 1} or check the masks")
+    used = counts.groupby("class", sort=False)["pixels"].sum().to_numpy() > 0
+    if not problems and used.any() and encoding.kind != "rgb":
+        highest = int(np.flatnonzero(used).max())
+        if highest < num_classes - 1:
+            problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "
+                            f"set num_classes: {highest + 1} or check the masks")
     files = pd.DataFrame([rec for rec, _, _ in results])
     return ScanResult(files=files, class_counts=counts, problems=problems)

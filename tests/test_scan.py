@@ -58,7 +58,7 @@ def test_num_classes_that_disagrees_with_data(tmp_path):
     write_shapes_dataset(tmp_path, count=4, num_classes=2)
     result, _ = _scan(tmp_path, mask="index", num_classes=5)
     assert result.problems == [
-        "num_classes is 5 but training masks only use classes 0..1; set num_classes: 2 or check the masks"]
+        "num_classes is 5 but no mask uses a class above 1; set num_classes: 2 or check the masks"]
 
 
 def test_rgb_unknown_colour_is_reported(tmp_path):
