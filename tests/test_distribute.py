@@ -68,6 +68,7 @@ def _one_replica_reference(runs, epochs):
     assert "distribute:" not in done.stdout
 
 
+@pytest.mark.slow
 def test_two_mirrored_replicas_match_one_and_sum_the_confusion_matrix(tmp_path):
     _one_replica_reference(tmp_path / "one", "2")
     done = run([sys.executable, "-c", MIRRORED_RUN, str(tmp_path / "two"), "--epochs", "2", *REPLICA_INVARIANT])
