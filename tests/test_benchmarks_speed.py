@@ -1,0 +1,55 @@
+"""benchmarks/speed.py --quick runs end to end (with or without torch) and writes the JSON it documents.
+
+Each run starts 2 worker processes (TensorFlow, and torch when installed): ~20 s on 2 cores.
+"""
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "speed.py"
+RATE_KEYS = {"median", "min", "max", "runs"}
+
+
+def run(tmp_path, *args):
+    out = tmp_path / "speed.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_quick_compare_writes_rates_ratios_and_model_check(tmp_path):
+    data, stdout = run(tmp_path, "--arms", "ours,torch")
+    assert {"machine", "sizes", "model", "compare"} <= set(data)
+    compare = data["compare"]
+    ours = compare["arms"]["ours"]
+    assert {"train_images_per_s", "infer_images_per_s", "params", "gflops_per_image", "train_settings"} <= set(ours)
+    assert RATE_KEYS <= set(ours["train_images_per_s"]) and len(ours["train_images_per_s"]["runs"]) == 2
+    assert ours["train_images_per_s"]["median"] > 0 and ours["infer_images_per_s"]["median"] > 0
+    if importlib.util.find_spec("torch") is None:
+        assert "torch" in compare["skipped"] and "torch is not installed" in stdout
+        assert compare["ratios"] == {}
+    else:
+        assert compare["models_match"]["same"]
+        ratio = compare["ratios"]["ours/torch"]
+        assert RATE_KEYS <= set(ratio["train"]) and set(ratio["goal_met"]) == {"train", "infer"}
+
+
+@pytest.mark.slow  # ~17 s; the compare test above (~19 s) already runs the script in the default suite
+def test_quick_lever_records_both_sides_and_their_ratio(tmp_path):
+    data, _ = run(tmp_path, "--lever", "fused_bn")
+    entry = data["levers"]["fused_bn"]
+    assert {"description", "ratio", "with", "without"} <= set(entry)
+    assert entry["with"]["gflops_per_image"] == entry["without"]["gflops_per_image"]
+    assert RATE_KEYS <= set(entry["ratio"]["train"]) and RATE_KEYS <= set(entry["ratio"]["infer"])
+
+
+def test_unknown_lever_is_refused_with_the_valid_names(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--lever", "warp", "--out",
+                             str(tmp_path / "x.json")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown lever(s) ['warp']; valid levers: fused_bn," in result.stderr
