@@ -21,8 +21,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     the normalisation and, in training, their gradients: about ten passes over the feature map); on TensorFlow
     this layer calls the fused kernel (`FusedBatchNormV3`, oneDNN on x86) forward and backward, which Grappler
     also fuses with the following ReLU (`_MklNativeFusedBatchNormEx` in a training profile). The 7.8 M-parameter
-    U-Net on 2 CPU cores: training 1.2x and inference 1.1x the images/s in float32, 1.8x both under
-    mixed_bfloat16 (`benchmarks/speed.py --lever fused_bn`).
+    U-Net on 2 CPU cores: training 1.2x and inference 1.1x the images/s in float32, 1.7-1.8x both
+    under mixed_bfloat16 (`benchmarks/speed.py --lever fused_bn`).
     Other backends, rank other than 4, a channel axis other than the last, float64, masks, renorm,
     `synchronized=True` and epsilon below 1.001e-5 (the kernel's minimum) take the Keras code path.
 
