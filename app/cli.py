@@ -27,3 +27,21 @@ def fail_cleanly(main):
             return 2
 
     return wrapper
+
+
+def add_prediction_options(parser):
+    """--tile, --overlap, --blend and --tta, shared by predict and evaluate."""
+    parser.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), help="sliding-window tile size")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
+    parser.add_argument("--blend", choices=["gaussian", "linear"], default="gaussian",
+                        help="tile blending weights (default gaussian)")
+    parser.add_argument("--tta", action="store_true", help="average over horizontal and vertical flips")
+
+
+def prediction_options(parser, args):
+    """The checked keyword arguments of `app.inference.predict_labels` from parsed prediction options."""
+    if not 0 <= args.overlap < 1:
+        parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.tile and min(args.tile) < 1:
+        parser.error(f"--tile sides must be positive, got {args.tile}")
+    return dict(tile=args.tile, overlap=args.overlap, blend=args.blend, tta=args.tta)

@@ -1,14 +1,15 @@
-"""Evaluate a trained run: `python -m app.evaluate --run runs/<id> [--data PATH] [--split val] [--out DIR]`.
+"""Evaluate a trained run: `python -m app.evaluate --run runs/<id> [--data PATH] [--split val] [--out DIR] [--tta] [--tile H W]`.
 
 Writes a report folder (default `<run>/report-<split>/`): per_class.csv (IoU, Dice, precision, recall, pixel
 share), per_image.csv, confusion_matrix.csv and .png (row-normalised), overlays/ of the N worst and best
 images by per-image mIoU, summary.json (mIoU, pixel accuracy, mean class accuracy, frequency-weighted IoU)
-and report.html, one self-contained page. The split is the one training used (same seed and fraction).
+and report.html, one self-contained page. The split is the one training used (same seed and fraction). Images are predicted as `app.predict` does,
+with the same --tile/--overlap/--blend/--tta options.
 """
 import argparse
 import sys
 
-from app.cli import fail_cleanly
+from app.cli import add_prediction_options, fail_cleanly, prediction_options
 
 
 def parse_args(argv=None):
@@ -20,7 +21,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", help="report folder (default: <run>/report-<split>)")
     parser.add_argument("--overlays", type=int, default=4, metavar="N",
                         help="panels of the N worst and N best images (default 4, 0 for none)")
-    return parser.parse_args(argv)
+    add_prediction_options(parser)
+    args = parser.parse_args(argv)
+    args.options = prediction_options(parser, args)
+    return args
 
 
 @fail_cleanly
@@ -28,7 +32,8 @@ def main(argv=None):
     args = parse_args(argv)
     from app.report import write_report
 
-    write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0))
+    write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
+                 options=args.options)
     return 0
 
 

@@ -9,7 +9,7 @@ import argparse
 import pathlib
 import sys
 
-from app.cli import fail_cleanly
+from app.cli import add_prediction_options, fail_cleanly, prediction_options
 
 
 def parse_args(argv=None):
@@ -19,20 +19,13 @@ def parse_args(argv=None):
     parser.add_argument("--run", help="run folder (config.yaml + model.keras)")
     parser.add_argument("--model", help="model file (.keras or .tflite); default: <run>/model.keras")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), help="sliding-window tile size")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
-    parser.add_argument("--blend", choices=["gaussian", "linear"], default="gaussian",
-                        help="tile blending weights (default gaussian)")
-    parser.add_argument("--tta", action="store_true", help="average over horizontal and vertical flips")
+    add_prediction_options(parser)
     parser.add_argument("--colour", "--color", action="store_true", help="also write colour masks")
     parser.add_argument("--overlay", action="store_true", help="also write overlays on the image")
     args = parser.parse_args(argv)
     if args.run is None and args.model is None:
         parser.error("give --run, --model or both")
-    if not 0 <= args.overlap < 1:
-        parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.tile and min(args.tile) < 1:
-        parser.error(f"--tile sides must be positive, got {args.tile}")
+    args.options = prediction_options(parser, args)
     return args
 
 
@@ -77,10 +70,9 @@ def main(argv=None):
     palette = pd.DataFrame(predictor.colours, columns=["r", "g", "b"])
     palette.insert(0, "name", predictor.class_names)
     write_text(out / "palette.csv", palette.to_csv(index=False))
-    options = dict(tile=args.tile, overlap=args.overlap, blend=args.blend, tta=args.tta)
     for file in tqdm(files, unit="image", disable=None):
         image = read_image(file, predictor.channels)
-        labels = predict_labels(predictor, image, **options)
+        labels = predict_labels(predictor, image, **args.options)
         write_image(out / f"{file.stem}.png", labels)
         if "colour" in folders:
             write_image(folders["colour"] / f"{file.stem}.png", colourise(labels, predictor.colours))

@@ -41,22 +41,22 @@ def split_rows(config, split, num_classes):
     return rows, encoding
 
 
-def predict_pair(predictor, row, encoding):
-    """(image, true labels, predicted labels) of one dataset row."""
+def predict_pair(predictor, row, encoding, options=None):
+    """(image, true labels, predicted labels) of one dataset row; `options` go to `predict_labels`."""
     image = read_image(row.image, predictor.channels)
     truth = encoding.decode(read_raw_mask(row.mask), row.mask)
     if truth.shape != image.shape[:2]:
         raise ValueError(f"{row.mask}: mask is {truth.shape[1]}x{truth.shape[0]} but its image {row.image} "
                          f"is {image.shape[1]}x{image.shape[0]} (WxH)")
-    return image, truth, predict_labels(predictor, image)
+    return image, truth, predict_labels(predictor, image, **(options or {}))
 
 
-def evaluate_rows(predictor, rows, encoding):
+def evaluate_rows(predictor, rows, encoding, options=None):
     """Summed confusion matrix and a per-image DataFrame (image, mask, miou, pixel_accuracy)."""
     total = np.zeros((predictor.num_classes,) * 2, np.int64)
     per_image = []
     for row in tqdm(list(rows.itertuples(index=False)), unit="image", disable=None):
-        _, truth, prediction = predict_pair(predictor, row, encoding)
+        _, truth, prediction = predict_pair(predictor, row, encoding, options)
         matrix = confusion_matrix(truth, prediction, predictor.num_classes)
         total += matrix
         scores = confusion_scores(matrix)
@@ -69,7 +69,7 @@ def _none_if_nan(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _write_overlays(predictor, encoding, per_image, count, folder):
+def _write_overlays(predictor, encoding, per_image, count, folder, options=None):
     """Panels of the `count` worst and best images by per-image mIoU; returns [(kind, path, row)]."""
     folder = output_dir(folder)
     for old in [*folder.glob("worst_*.png"), *folder.glob("best_*.png")]:
@@ -78,7 +78,7 @@ def _write_overlays(predictor, encoding, per_image, count, folder):
     written = []
     for kind, items in (("worst", ranked.head(count)), ("best", ranked.iloc[::-1].head(count))):
         for number, item in enumerate(items.itertuples(index=False), start=1):
-            image, truth, prediction = predict_pair(predictor, item, encoding)
+            image, truth, prediction = predict_pair(predictor, item, encoding, options)
             name = pathlib.Path(item.image)
             path = folder / f"{kind}_{number:02d}_{name.stem}.png"
             plot_overlay_panel(display_image(image), truth, prediction, predictor.colours, predictor.class_names,
@@ -122,11 +122,12 @@ figure {{ margin: 0 0 1.5em 0; }}
 """
 
 
-def write_report(run_dir, data=None, split="val", out=None, overlays=4, log=print):
+def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=None, log=print):
     """Evaluate a run on a split and write its report folder; returns (folder, summary dict).
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
+    `options` (tile, overlap, blend, tta) go to `app.inference.predict_labels`.
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)
@@ -136,7 +137,7 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, log=prin
     rows, encoding = split_rows(config, split, predictor.num_classes)
     out = output_dir(out if out is not None else run_dir / f"report-{split}")
     log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images)")
-    matrix, per_image = evaluate_rows(predictor, rows, encoding)
+    matrix, per_image = evaluate_rows(predictor, rows, encoding, options)
     names = predictor.class_names
     table, summary = scores_table(matrix, names)
     log(table.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -146,9 +147,9 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, log=prin
     frame = pd.DataFrame(matrix, index=pd.Index(names, name="true/predicted"), columns=names)
     write_text(out / "confusion_matrix.csv", frame.to_csv())
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
-    shown = _write_overlays(predictor, encoding, per_image, overlays, out / "overlays") if overlays > 0 else []
+    shown = _write_overlays(predictor, encoding, per_image, overlays, out / "overlays", options) if overlays > 0 else []
     meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
-            "images": len(rows)}
+            "images": len(rows), "prediction": {k: v for k, v in (options or {}).items() if v}}
     result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table),
               "confusion_matrix": matrix.tolist(),
               **{kind: [{"image": item.image, "miou": item.miou} for k, _, item in shown if k == kind]

@@ -42,8 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
-                        help="mixed precision keeps float32 weights and logits (float16 adds loss scaling)")
+    parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16", "auto"],
+                        help="mixed precision keeps float32 weights and logits (float16 adds loss scaling); "
+                             "auto: mixed_bfloat16 on CPUs with AMX/AVX512-BF16, else float32")
     parser.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                         help="data-parallel training; --batch-size is the global batch (default: none)")
     parser.add_argument("--model", help="architecture name (unet, fcn8s, deeplabv3plus, ...)")

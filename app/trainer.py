@@ -99,6 +99,31 @@ def prepare_data(config, divisor=None):
     return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor)
 
 
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU features (Linux /proc/cpuinfo flags) with native bfloat16 arithmetic."""
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags, or an empty set where /proc/cpuinfo does not exist (macOS, Windows)."""
+    try:
+        text = pathlib.Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def resolve_precision(name, devices=None, flags=None):
+    """The dtype policy for `train.precision`: `auto` is mixed_bfloat16 when training runs on a CPU with native
+    bfloat16 (AMX-BF16 or AVX512-BF16: 2-3x faster there), float32 otherwise (GPUs included: choose
+    mixed_float16 or mixed_bfloat16 for them explicitly). Other names pass through."""
+    if name != "auto":
+        return name
+    devices = keras.distribution.list_devices() if devices is None else devices
+    flags = cpu_flags() if flags is None else flags
+    cpu_only = all(device.lower().startswith("cpu") for device in devices)
+    return "mixed_bfloat16" if cpu_only and flags & set(BF16_CPU_FLAGS) else "float32"
+
+
 def build_model(config, num_classes):
     """The configured architecture (float32 logits), built under the `train.precision` dtype policy.
 
@@ -106,7 +131,7 @@ def build_model(config, num_classes):
     `LossScaleOptimizer` for mixed_float16).
     """
     previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(config["train"]["precision"])
+    keras.mixed_precision.set_dtype_policy(resolve_precision(config["train"]["precision"]))
     try:
         return get_model(config["model"]["name"], input_shape=(None, None, config["data"]["channels"]),
                          num_classes=num_classes, **model_options(config))
@@ -256,9 +281,9 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
     with setup.scope():
         model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared, class_weights)
-    log(f"model: {config['model']['name']}, {model.count_params():,} parameters")
-    if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
-        log(f"precision: {config['train']['precision']}, dynamic loss scaling")
+    scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
+    log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
+        f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
     train = config["train"]
     monitor = train["monitor"] if prepared.val is not None else train["monitor"].removeprefix("val_")
     initial_epoch, history = (0, {}) if resume_dir is None else _resume_state(resume_dir, monitor,
@@ -271,11 +296,13 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         LearningRateLogger(),
         AtomicModelCheckpoint(str(checkpoint), monitor=monitor, mode="max", save_best_only=True,
                               initial_value_threshold=max(history.get(monitor, []), default=None)),
-        ResumableEarlyStopping(history, monitor=monitor, mode="max", patience=train["early_stopping_patience"]),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
         AtomicBackupAndRestore(out_dir / "backup", None if resume_dir is None else resume_dir / "backup"),
     ]
+    if train["early_stopping_patience"] is not None:
+        callbacks.append(ResumableEarlyStopping(history, monitor=monitor, mode="max",
+                                                patience=train["early_stopping_patience"]))
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
     full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
     model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,

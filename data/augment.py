@@ -18,7 +18,10 @@ DEFAULT_AUGMENT = {
     "brightness_contrast": 0.2,
     "color_jitter": 0.0,
     "noise": 0.0,
+    "elastic": 0.0,
 }
+"""Probabilities (flips, rotate90, affine_p, elastic), ranges (scale), degrees (rotate) and jitter amounts.
+`elastic` is the U-Net paper's deformation: a 3x3 grid of random displacements (up to 10 pixels), interpolated."""
 
 
 def _resize(size):
@@ -46,6 +49,9 @@ def train_transform(crop_size, resize=None, **options):
         A.PadIfNeeded(*crop_size, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
         A.RandomCrop(*crop_size),
     ]
+    if opt["elastic"]:
+        steps.append(A.GridElasticDeform(num_grid_xy=(3, 3), magnitude=10, interpolation=cv2.INTER_LINEAR,
+                                         mask_interpolation=cv2.INTER_NEAREST, p=opt["elastic"]))
     if opt["hflip"]:
         steps.append(A.HorizontalFlip(p=opt["hflip"]))
     if opt["vflip"]:

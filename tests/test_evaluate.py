@@ -20,18 +20,24 @@ def report(tiny_run, tmp_path_factory):
     return out
 
 
+def predicted_confusion(run, images, out, *options):
+    """Confusion matrix (3 classes) of the masks that `app.predict` writes for the report's images."""
+    assert predict(["--run", str(run), *images["image"], "--out", str(out), *options]) == 0
+    matrix = np.zeros((3, 3), np.int64)
+    for image, mask in zip(images["image"], images["mask"]):
+        truth = cv2.imread(mask, cv2.IMREAD_UNCHANGED).astype(np.int64)
+        prediction = cv2.imread(str(out / f"{pathlib.Path(image).stem}.png"), cv2.IMREAD_UNCHANGED)
+        valid = truth != 255
+        assert (~valid).sum() == 3 * truth.shape[1]  # the void border is ignored
+        matrix += np.bincount(truth[valid] * 3 + prediction[valid], minlength=9).reshape(3, 3)
+    return matrix
+
+
 def test_scores_equal_a_hand_computed_confusion_of_saved_predictions(tiny_run, report, tmp_path):
     run, _ = tiny_run
     images = pd.read_csv(report / "per_image.csv")
     assert len(images) == 2  # the seeded val split of 8 images
-    assert predict(["--run", str(run), *images["image"], "--out", str(tmp_path)]) == 0
-    matrix = np.zeros((3, 3), np.int64)
-    for image, mask in zip(images["image"], images["mask"]):
-        truth = cv2.imread(mask, cv2.IMREAD_UNCHANGED).astype(np.int64)
-        prediction = cv2.imread(str(tmp_path / f"{pathlib.Path(image).stem}.png"), cv2.IMREAD_UNCHANGED)
-        valid = truth != 255
-        assert (~valid).sum() == 3 * truth.shape[1]  # the void border is ignored
-        matrix += np.bincount(truth[valid] * 3 + prediction[valid], minlength=9).reshape(3, 3)
+    matrix = predicted_confusion(run, images, tmp_path)
     saved = pd.read_csv(report / "confusion_matrix.csv", index_col=0)
     assert saved.index.tolist() == saved.columns.tolist() == ["bg", "disc", "box"]
     np.testing.assert_array_equal(saved.to_numpy(), matrix)
@@ -46,6 +52,22 @@ def test_scores_equal_a_hand_computed_confusion_of_saved_predictions(tiny_run, r
     assert summary["miou"] == pytest.approx(np.nanmean(iou))
     assert summary["pixel_accuracy"] == pytest.approx(tp.sum() / matrix.sum())
     assert summary["images"] == 2 and summary["split"] == "val"
+
+
+def test_tta_and_tiles_evaluate_what_predict_writes(tiny_run, report, tmp_path):
+    run, _ = tiny_run
+    options = ["--tta", "--tile", "32", "32", "--overlap", "0.5"]
+    assert evaluate(["--run", str(run), "--out", str(tmp_path / "report"), "--overlays", "0", *options]) == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["prediction"] == {"tile": [32, 32], "overlap": 0.5, "blend": "gaussian", "tta": True}
+    images = pd.read_csv(tmp_path / "report" / "per_image.csv")
+    matrix = predicted_confusion(run, images, tmp_path / "masks", *options)
+    np.testing.assert_array_equal(summary["confusion_matrix"], matrix)
+    plain = predicted_confusion(run, images, tmp_path / "plain")
+    assert not np.array_equal(matrix, plain)  # the options changed the predictions
+    with pytest.raises(SystemExit) as bad:
+        evaluate(["--run", str(run), "--tile", "0", "32"])
+    assert bad.value.code == 2
 
 
 def test_report_files(report):

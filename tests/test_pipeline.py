@@ -68,3 +68,19 @@ def test_one_hot_and_border_weights(tmp_path):
     assert mask.shape == (2, 32, 32, 2) and mask.dtype == np.float32
     np.testing.assert_array_equal(mask.sum(-1), 1.0)
     assert weights.shape == (2, 32, 32) and weights.min() > 0
+
+
+def test_elastic_deformation_moves_image_and_mask_together():
+    from data.augment import train_transform
+
+    x = np.tile(np.arange(64, dtype=np.float32), (64, 1)) / 64
+    image = np.stack([x, x.T, x], -1)
+    mask = (np.arange(64)[None, :] // 16 + 0 * np.arange(64)[:, None]).astype(np.uint8)  # four vertical stripes
+    options = dict(scale=None, rotate=0, hflip=0, brightness_contrast=0)
+    plain = train_transform((64, 64), **options)(image=image, mask=mask)
+    np.testing.assert_array_equal(plain["mask"], mask)
+    moved = train_transform((64, 64), elastic=1.0, **options)(image=image, mask=mask)
+    assert not np.array_equal(moved["mask"], mask)
+    assert set(np.unique(moved["mask"])) <= {0, 1, 2, 3}  # nearest: no new labels
+    stripe_of_column = np.clip(np.round(moved["image"][..., 0] * 64), 0, 63) // 16  # where each pixel came from
+    assert (stripe_of_column == moved["mask"]).mean() > 0.95

@@ -6,7 +6,7 @@ import pandas as pd
 
 from app.config import load_config, parse_override
 from app.train import main
-from app.trainer import build_model, compile_model
+from app.trainer import build_model, compile_model, cpu_flags, resolve_precision
 from train_helpers import TINY, history, only_run_dir
 
 
@@ -31,3 +31,25 @@ def test_mixed_bfloat16_training_lowers_the_loss(tmp_path):
     assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.get_layer("enc0_a_conv").compute_dtype == "bfloat16"
     assert model.get_layer("logits").compute_dtype == "float32"
+
+
+def test_auto_precision_follows_the_cpu_and_the_devices(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n"
+                       "processor\t: 1\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    flags = cpu_flags(cpuinfo)
+    assert {"amx_bf16", "avx512f", "sse2"} <= flags and "avx512_bf16" not in flags
+    assert cpu_flags(tmp_path / "missing") == set()
+    assert resolve_precision("auto", ["cpu:0"], flags) == "mixed_bfloat16"
+    assert resolve_precision("auto", ["cpu:0"], {"avx512f", "avx512_bf16"}) == "mixed_bfloat16"
+    assert resolve_precision("auto", ["cpu:0"], {"avx512f", "avx2"}) == "float32"
+    assert resolve_precision("auto", ["cpu:0", "gpu:0"], flags) == "float32"
+    assert resolve_precision("mixed_float16", ["cpu:0"], set()) == "mixed_float16"
+
+
+def test_auto_precision_builds_the_resolved_policy():
+    config = load_config(overrides=[parse_override(o) for o in ("model.base_filters=4", "model.depth=2",
+                                                                "train.precision=auto")])
+    expected = resolve_precision("auto")
+    assert build_model(config, 2).get_layer("enc0_a_conv").compute_dtype == expected.removeprefix("mixed_")
+    assert keras.mixed_precision.dtype_policy().name == "float32"
