@@ -291,6 +291,24 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     if initial_epoch:
         log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}")
     checkpoint = out_dir / "model.keras"
+    callbacks = fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch, history)
+    val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
+    full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
+    model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
+              epochs=train["epochs"], callbacks=callbacks, shuffle=False,
+              verbose=2 if train.get("verbose") == "epoch" else "auto")
+    if not checkpoint.exists():
+        with atomic_path(checkpoint) as temp:
+            model.save(temp)
+    return monitor
+
+
+def fit_callbacks(train, monitor, out_dir, resume_dir=None, initial_epoch=0, history=None):
+    """The Keras callbacks of a run; `history` holds the rows of the `initial_epoch` epochs already done.
+
+    `train.early_stopping_patience: null` leaves early stopping out (the schedule runs to its last epoch).
+    """
+    checkpoint, history = out_dir / "model.keras", history or {}
     callbacks = [
         StopOnNonFiniteLoss(checkpoint, train["learning_rate"]),
         LearningRateLogger(),
@@ -303,15 +321,7 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     if train["early_stopping_patience"] is not None:
         callbacks.append(ResumableEarlyStopping(history, monitor=monitor, mode="max",
                                                 patience=train["early_stopping_patience"]))
-    val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
-    full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
-    model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
-              epochs=train["epochs"], callbacks=callbacks, shuffle=False,
-              verbose=2 if train.get("verbose") == "epoch" else "auto")
-    if not checkpoint.exists():
-        with atomic_path(checkpoint) as temp:
-            model.save(temp)
-    return monitor
+    return callbacks
 
 
 def final_metrics(model, prepared):

@@ -14,7 +14,8 @@ import pytest
 
 from app.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from app.train import main
-from app.trainer import ResumableEarlyStopping, _resume_state
+from app.config import load_config
+from app.trainer import ResumableEarlyStopping, _resume_state, fit_callbacks
 from train_helpers import REPO, TINY, history, only_run_dir, run, train_command
 
 
@@ -122,3 +123,13 @@ def test_early_stopping_patience_continues_from_the_history():
     assert (stopper.best, stopper.best_epoch, stopper.wait) == (0.5, 0, 2)
     stopper.on_epoch_end(3, {"val_miou": 0.3})
     assert model.stop_training and stopper.stopped_epoch == 3
+
+
+def test_null_patience_leaves_early_stopping_out(tmp_path):
+    train = load_config()["train"]
+    with_patience = fit_callbacks(train, "val_miou", tmp_path)
+    stoppers = [c for c in with_patience if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert len(stoppers) == 1 and stoppers[0].patience == train["early_stopping_patience"] == 15
+    without = fit_callbacks({**train, "early_stopping_patience": None}, "val_miou", tmp_path)
+    assert not [c for c in without if isinstance(c, keras.callbacks.EarlyStopping)]
+    assert [type(c) for c in without] == [type(c) for c in with_patience if c is not stoppers[0]]
