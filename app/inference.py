@@ -45,6 +45,8 @@ class Predictor:
     config: dict | None = None
     resize: tuple | None = None
     input_size: tuple | None = None
+    tta_flips: tuple = ((2,), (1,))
+    """Array axes of the flips that test-time augmentation averages (2: left-right, 1: up-down)."""
 
 
 def _read_config(run_dir):
@@ -127,17 +129,27 @@ def load_predictor(run_dir=None, model_path=None):
                      class_names=_class_names(run_dir, config, num_classes),
                      colours=class_colours(config, num_classes), config=config,
                      resize=tuple(resize) if resize else None,
-                     input_size=tuple(input_size) if input_size else None)
+                     input_size=tuple(input_size) if input_size else None, tta_flips=tta_flips(config))
 
 
-def model_logits(model, batch, tta=False):
-    """(B, H, W, C) float32 scores of a batch; with `tta`, the mean over no flip, left-right and up-down flips."""
-    if not tta:
-        return np.asarray(model.predict_on_batch(batch), np.float32)
-    total = 0.0
-    for axes in ((), (2,), (1,)):
+def tta_flips(config):
+    """The flips a run trained with (`augment.hflip`, `augment.vflip`), as axes of a (B, H, W, C) batch.
+
+    Test-time augmentation averages only these: a street-scene model never saw an upside-down road, and
+    averaging in its up-down flip costs accuracy. Without a config: both flips.
+    """
+    if config is None:
+        return (2,), (1,)
+    augment = config.get("augment", {})
+    return tuple(axes for key, axes in (("hflip", (2,)), ("vflip", (1,))) if augment.get(key))
+
+
+def model_logits(model, batch, flips=()):
+    """(B, H, W, C) float32 scores of a batch; with `flips` (axes tuples), the mean over no flip and each flip."""
+    total = np.asarray(model.predict_on_batch(batch), np.float32)
+    for axes in flips:
         total = total + np.flip(np.asarray(model.predict_on_batch(np.flip(batch, axes)), np.float32), axes)
-    return total / 3.0
+    return total / (1 + len(flips))
 
 
 def padded_logits(predict_fn, image, divisor):
@@ -242,7 +254,7 @@ def predict_image(predictor, image, tile=None, overlap=0.25, blend="gaussian", t
         work = _resize(image, predictor.resize, cv2.INTER_AREA)
 
     def predict_fn(batch):
-        return model_logits(predictor.model, batch, tta)
+        return model_logits(predictor.model, batch, predictor.tta_flips if tta else ())
 
     divisor = predictor.divisor
     padded_pixels = math.prod(s + -s % divisor for s in work.shape[:2])

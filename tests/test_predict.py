@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from app import inference
-from app.inference import load_predictor, model_logits, predict_image, tile_weights
+from app.inference import load_predictor, model_logits, predict_image, tile_weights, tta_flips
 from app.predict import main
 from data.masks import read_image
 from data.synthetic import shapes_sample
@@ -95,7 +95,22 @@ def test_flip_tta_of_a_pointwise_model_changes_nothing():
             return np.concatenate([batch, -batch], axis=-1)
 
     batch = np.random.default_rng(0).random((2, 8, 12, 1), dtype=np.float32)
-    np.testing.assert_allclose(model_logits(Pointwise(), batch, tta=True), model_logits(Pointwise(), batch))
+    np.testing.assert_allclose(model_logits(Pointwise(), batch, ((2,), (1,))), model_logits(Pointwise(), batch))
+
+
+def test_tta_averages_the_flips_the_run_trained_with():
+    class LeftToRight:  # a model that is not flip-invariant: scores grow with the column index
+        def predict_on_batch(self, batch):
+            columns = np.arange(batch.shape[2], dtype=np.float32)[None, None, :, None]
+            return np.broadcast_to(columns, batch.shape[:3] + (1,)) + batch
+
+    batch = np.random.default_rng(0).random((1, 4, 6, 1), dtype=np.float32)
+    np.testing.assert_allclose(model_logits(LeftToRight(), batch, ((1,),)), batch + np.arange(6)[:, None])  # up-down: same
+    np.testing.assert_allclose(model_logits(LeftToRight(), batch, ((2,),)), batch + 2.5)  # left-right: mean column
+    assert tta_flips({"augment": {"hflip": 0.5, "vflip": 0.0}}) == ((2,),)
+    assert tta_flips({"augment": {"hflip": 0.5, "vflip": 0.5}}) == ((2,), (1,))
+    assert tta_flips({"augment": {"hflip": 0, "vflip": 0}}) == ()
+    assert tta_flips(None) == ((2,), (1,))
 
 
 def test_bad_inputs_are_one_line_errors_without_partial_files(tiny_run, tmp_path, capsys):
