@@ -35,7 +35,8 @@ def add_prediction_options(parser):
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
     parser.add_argument("--blend", choices=["gaussian", "linear"], default="gaussian",
                         help="tile blending weights (default gaussian)")
-    parser.add_argument("--tta", action="store_true", help="average over the flips the run trained with (augment.hflip/vflip)")
+    parser.add_argument("--tta", action="store_true",
+                        help="average over the flips the run trained with (augment.hflip/vflip)")
 
 
 def prediction_options(parser, args):

@@ -1,10 +1,10 @@
-"""Evaluate a trained run: `python -m app.evaluate --run runs/<id> [--data PATH] [--split val] [--out DIR] [--tta] [--tile H W]`.
+"""Evaluate a trained run: `python -m app.evaluate --run runs/<id> [--data PATH] [--split val] [--out DIR]`.
 
 Writes a report folder (default `<run>/report-<split>/`): per_class.csv (IoU, Dice, precision, recall, pixel
 share), per_image.csv, confusion_matrix.csv and .png (row-normalised), overlays/ of the N worst and best
 images by per-image mIoU, summary.json (mIoU, pixel accuracy, mean class accuracy, frequency-weighted IoU)
-and report.html, one self-contained page. The split is the one training used (same seed and fraction). Images are predicted as `app.predict` does,
-with the same --tile/--overlap/--blend/--tta options.
+and report.html, one self-contained page. The split is the one training used (same seed and fraction).
+Images are predicted as `app.predict` does, with the same --tile/--overlap/--blend/--tta options.
 """
 import argparse
 import sys

@@ -147,7 +147,8 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     frame = pd.DataFrame(matrix, index=pd.Index(names, name="true/predicted"), columns=names)
     write_text(out / "confusion_matrix.csv", frame.to_csv())
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
-    shown = _write_overlays(predictor, encoding, per_image, overlays, out / "overlays", options) if overlays > 0 else []
+    shown = (_write_overlays(predictor, encoding, per_image, overlays, out / "overlays", options)
+             if overlays > 0 else [])
     meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
             "images": len(rows), "prediction": {k: v for k, v in (options or {}).items() if v}}
     result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table),
