@@ -26,8 +26,8 @@ def parse_args(argv=None):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.config import load_config, parse_override
-    from app.datacheck import check_dataset, summary_text, write_check_outputs
+    from app.core.config import load_config, parse_override
+    from app.core.check_data import check_dataset, summary_text, write_check_outputs
 
     overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + [
         parse_override(text) for text in args.set]

@@ -40,7 +40,7 @@ def add_prediction_options(parser):
 
 
 def prediction_options(parser, args):
-    """The checked keyword arguments of `app.inference.predict_labels` from parsed prediction options."""
+    """The checked keyword arguments of `app.core.inference.predict_labels` from parsed prediction options."""
     if not 0 <= args.overlap < 1:
         parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.tile and min(args.tile) < 1:

@@ -30,7 +30,7 @@ def parse_args(argv=None):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.report import write_report
+    from app.core.report import write_report
 
     write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
                  options=args.options)

@@ -58,9 +58,9 @@ def main(argv=None):
     import pandas as pd
     from tqdm import tqdm
 
-    from app.inference import load_predictor, predict_labels
-    from app.outputs import output_dir, write_image, write_text
-    from app.palette import colourise, display_image, overlay
+    from app.core.inference import load_predictor, predict_labels
+    from app.core.outputs import output_dir, write_image, write_text
+    from app.core.palette import colourise, display_image, overlay
     from data.masks import read_image
 
     files = image_files(args.inputs)

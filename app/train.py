@@ -59,7 +59,7 @@ def parse_args(argv=None):
 
 
 def overrides_from(args):
-    from app.config import parse_override
+    from app.core.config import parse_override
 
     overrides = []
     for flag, keys in FLAGS.items():
@@ -77,8 +77,8 @@ def overrides_from(args):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.config import load_config
-    from app.trainer import train
+    from app.core.config import load_config
+    from app.core.train import train
 
     config_path = args.config or (None if args.data else DEFAULT_CONFIG)
     config = load_config(config_path, overrides_from(args))

@@ -55,7 +55,7 @@ def benchmark(run_dirs, work_dir, calibration_images, latency_runs):
     import pandas as pd
     import yaml
 
-    from app.exporters import FORMATS, ParityError, export_run
+    from app.core.export import FORMATS, ParityError, export_run
 
     tables = []
     for run_dir in map(pathlib.Path, run_dirs):

@@ -75,8 +75,8 @@ def scores(summary, names):
 def recipe_row(run_dir):
     import yaml
 
-    from app.inference import load_predictor
-    from app.report import write_report
+    from app.core.inference import load_predictor
+    from app.core.report import write_report
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     seconds, epochs = fit_time(run_dir)

@@ -1,6 +1,6 @@
 import pytest
 
-from app.config import DEFAULTS, ConfigError, load_config, parse_override
+from app.core.config import DEFAULTS, ConfigError, load_config, parse_override
 
 
 def test_file_then_overrides(tmp_path):

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from app.config import ConfigError
-from app.distribute import replicas
+from app.core.config import ConfigError
+from app.core.distribute import replicas
 from train_helpers import REPLICA_INVARIANT, REPO, history, only_run_dir, run, train_command
 
 RTOL = 1e-5
@@ -30,9 +30,9 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 MIRRORED_RUN = TWO_CPUS + """
 import json, sys
 import keras, numpy as np, yaml
-from app.distribute import distribute_dataset, replicas
+from app.core.distribute import distribute_dataset, replicas
 from app.train import main
-from app.trainer import prepare_data
+from app.core.train import prepare_data
 from data.masks import IGNORE_INDEX
 from models.losses import get_loss
 from models.metrics import ConfusionMatrixMetric

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from app import export, train
-from app.exporters import (FORMATS, ExportError, LiteRTModel, ParityError, convert_tflite, export_run,
+from app.core.export import (FORMATS, ExportError, LiteRTModel, ParityError, convert_tflite, export_run,
                            litert_compatible, tflite_archive)
 from data.masks import read_image
 from models.registry import MODELS, get_model

@@ -4,9 +4,9 @@ import types
 import keras
 import pandas as pd
 
-from app.config import load_config, parse_override
+from app.core.config import load_config, parse_override
 from app.train import main
-from app.trainer import build_model, compile_model, cpu_flags, resolve_precision
+from app.core.train import build_model, compile_model, cpu_flags, resolve_precision
 from train_helpers import TINY, history, only_run_dir
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from app.config import load_config, parse_override
-from app.trainer import train
+from app.core.config import load_config, parse_override
+from app.core.train import train
 from data.discovery import discover
 from conftest import REPO, shared_dataset
 

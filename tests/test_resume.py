@@ -12,10 +12,10 @@ import keras
 import pandas as pd
 import pytest
 
-from app.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+from app.core.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from app.train import main
-from app.config import load_config
-from app.trainer import ResumableEarlyStopping, _resume_state, fit_callbacks
+from app.core.config import load_config
+from app.core.train import ResumableEarlyStopping, _resume_state, fit_callbacks
 from train_helpers import REPO, TINY, history, only_run_dir, run, train_command
 
 

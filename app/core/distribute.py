@@ -12,7 +12,7 @@ import os
 
 import keras
 
-from app.config import ConfigError
+from app.core.config import ConfigError
 
 MODES = ("none", "mirrored", "multiworker")
 

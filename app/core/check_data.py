@@ -3,10 +3,10 @@ import dataclasses
 
 import pandas as pd
 
-from app.config import ConfigError, model_options
-from app.outputs import output_dir, write_text
-from app.plots import plot_class_shares
-from app.trainer import check_size, class_names_for
+from app.core.config import ConfigError, model_options
+from app.core.outputs import output_dir, write_text
+from app.core.plots import plot_class_shares
+from app.core.train import check_size, class_names_for
 from data.discovery import DatasetError, discover
 from data.masks import ReadError
 from data.scan import mask_encoding, scan
@@ -24,7 +24,7 @@ class DataCheck:
 
 
 def scan_dataset(config):
-    """(frame, encoding, class names, ScanResult) exactly as `app.trainer.prepare_data` reads the data.
+    """(frame, encoding, class names, ScanResult) exactly as `app.core.train.prepare_data` reads the data.
 
     Raises:
         DatasetError: discovery problems (missing folders, unmatched files, bad CSV rows).

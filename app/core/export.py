@@ -20,9 +20,9 @@ import tensorflow as tf
 import yaml
 from keras import ops
 
-from app.config import model_options
-from app.evaluation import confusion_matrix, scores_table, sparse_labels
-from app.trainer import prepare_data
+from app.core.config import model_options
+from app.core.evaluate import confusion_matrix, scores_table, sparse_labels
+from app.core.train import prepare_data
 from data.masks import IGNORE_INDEX
 from models.layers import MaxPoolingWithArgmax2D, _to_windows
 from models.registry import required_divisor

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from app.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
+from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
                            atomic_path)
-from app.config import ConfigError, dump_config, model_options
-from app.distribute import distribute_dataset, replicas
-from app.evaluation import confusion_matrix_on, scores_table
-from app.plots import plot_curves
+from app.core.config import ConfigError, dump_config, model_options
+from app.core.distribute import distribute_dataset, replicas
+from app.core.evaluate import confusion_matrix_on, scores_table
+from app.core.plots import plot_curves
 from data.discovery import DatasetError, discover
 from data.masks import IGNORE_INDEX
 from data.pipeline import build_dataset
@@ -232,7 +232,7 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
     class_weights.csv (when used), logs/ (TensorBoard) and metrics.json (validation scores of the best
     model). Running the same config again resumes an unfinished run from its last finished epoch: weights,
     optimizer state (so the LR schedule), best score, early-stopping patience and history.csv continue.
-    `distribute` ("none", "mirrored" or "multiworker", see `app.distribute`) splits each global batch of
+    `distribute` ("none", "mirrored" or "multiworker", see `app.core.distribute`) splits each global batch of
     `train.batch_size` over the replicas; only the chief process writes the run folder.
     """
     with replicas(distribute) as setup:

@@ -10,7 +10,7 @@ import pathlib
 import keras
 import numpy as np
 
-from app.outputs import atomic_path
+from app.core.outputs import atomic_path
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from app.evaluation import confusion_matrix, per_class_dict, scores_table
-from app.inference import load_predictor, predict_labels
-from app.outputs import output_dir, write_text
-from app.palette import display_image
-from app.plots import plot_confusion_matrix, plot_overlay_panel
+from app.core.evaluate import confusion_matrix, per_class_dict, scores_table
+from app.core.inference import load_predictor, predict_labels
+from app.core.outputs import output_dir, write_text
+from app.core.palette import display_image
+from app.core.plots import plot_confusion_matrix, plot_overlay_panel
 from data.discovery import discover
 from data.masks import read_image, read_raw_mask
 from data.scan import mask_encoding
@@ -127,7 +127,7 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
-    `options` (tile, overlap, blend, tta) go to `app.inference.predict_labels`.
+    `options` (tile, overlap, blend, tta) go to `app.core.inference.predict_labels`.
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)

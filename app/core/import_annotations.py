@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from app.outputs import output_dir, write_image, write_text
-from app.palette import default_palette
+from app.core.outputs import output_dir, write_image, write_text
+from app.core.palette import default_palette
 from data.masks import IGNORE_INDEX
 
 FORMATS = ("labelme", "coco")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import yaml
 
-from app.palette import class_colours
+from app.core.palette import class_colours
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Padded images with more pixels than this are tiled automatically."""
@@ -67,7 +67,7 @@ def _read_config(run_dir):
 
 def _load_model(path):
     if path.suffix == ".tflite":
-        from app.exporters import LiteRTModel
+        from app.core.export import LiteRTModel
 
         return LiteRTModel(str(path))
     if path.suffix != ".keras":
@@ -120,7 +120,7 @@ def load_predictor(run_dir=None, model_path=None):
         num_classes = int(np.asarray(model.predict_on_batch(probe)).shape[-1])
     divisor = DEFAULT_DIVISOR
     if config is not None:
-        from app.config import model_options
+        from app.core.config import model_options
         from models.registry import required_divisor
 
         divisor = required_divisor(config["model"]["name"], **model_options(config))
