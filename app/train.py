@@ -3,7 +3,7 @@
 With no argument it trains the default U-Net on the embedded nuclei dataset (data/nuclei) in a few minutes.
 Flags override config keys; `--set section.key=value` overrides any key. Running the same command again
 after a crash resumes the unfinished run from its last finished epoch. `--distribute mirrored` trains on every
-local GPU, `--distribute multiworker` on the cluster that TF_CONFIG describes (README, "Training").
+local GPU, `--distribute multiworker` on the cluster that TF_CONFIG describes (docs/training.md).
 """
 import argparse
 import pathlib
