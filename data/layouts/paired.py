@@ -83,8 +83,9 @@ def load(root, options, problems):
         split_source = " + ".join(f"{f.name}/" for f in splits.values()) + " folders"
     else:
         rows, reason = pair_base(root, options, problems, notes)
-        used = [s for s in SPLIT_ALIASES if any(r["split"] == s for r in rows)]
-        split_source = " + ".join(f"{s}/" for s in used) + " folders" if used else ""
+        image_dir = _folder(root, options.images_dir, IMAGE_DIR_NAMES, "images_dir", [])
+        folders = [f"{image_dir.name}/{f.name}/" for f in split_dirs(image_dir).values()] if image_dir else []
+        split_source = " + ".join(folders) + " folders" if any(r["split"] for r in rows) else ""
     palette, palette_note = root_palette(root)
     return DatasetSource(frame=make_frame(rows), layout="paired", reason=reason, split_source=split_source,
                          palette=palette, notes=notes + palette_note)

@@ -85,7 +85,8 @@ def load(root, options, problems):
                         f"(or set data.masks_dir)")
         return None
     facts = dict(class_names=list(VOC_CLASSES), palette=voc_palette(), void=VOC_VOID)
-    reason = f"{'' if base == root else str(base.relative_to(root)) + '/'}JPEGImages/ + {mask_dir.name}/"
+    prefix = "" if base == root else f"{base.relative_to(root).as_posix()}/"
+    reason = f"{prefix}JPEGImages/ + {prefix}{mask_dir.name}/"
     notes, split_notes = [], []
     lists = {name: _list_path(base, name, getattr(options, f"{name}_list", None))
              for name in ("train", "val", "trainval", "test")}
@@ -107,8 +108,9 @@ def load(root, options, problems):
     both = set(ids.get("train", [])) & set(ids.get("val", []))
     if both:
         ids["train"] = [i for i in ids["train"] if i not in both]
-        example = sorted(both)[0]
-        split_notes.append(f"{len(both)} ids in both lists used for validation only (e.g. {example})")
+        split_notes.append(f"{len(both)} ids in both lists used for validation only")
+        shown = ", ".join(sorted(both)[:5]) + (", ..." if len(both) > 5 else "")
+        notes.append(f"ids in both the train and the val list, used for validation only: {shown}")
     images = image_files(image_dir, problems)
     masks = image_files(mask_dir, problems)
     rows, no_mask = [], []
