@@ -303,3 +303,12 @@ def test_train_one_epoch_on_a_voc_set_logs_the_detection_line(tmp_path):
                      result.stdout, re.MULTILINE), result.stdout[:3000]
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "metrics.json").read_text())["split"] == "val"
+
+
+def test_a_forced_layout_that_does_not_fit_names_the_detected_one(tmp_path):
+    write_cityscapes(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path, "voc")
+    assert err.value.problems == [
+        f"{tmp_path}: not a voc dataset (expected JPEGImages/ + SegmentationClass/, ImageSets/Segmentation/*.txt); "
+        "it looks like layout cityscapes (leftImg8bit/ + gtFine/): set data.layout to auto or cityscapes"]

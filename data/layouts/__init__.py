@@ -56,6 +56,10 @@ def load_dataset(path, layout="auto", options=None):
         raise DatasetError([f"{root}: unknown layout {layout!r}; set data.layout to auto or one of "
                             f"{', '.join(LAYOUTS)}"])
     name = detect_layout(root)[0] if layout == "auto" else layout
+    if name not in ("paired", "csv") and not LAYOUTS[name].detect(root):
+        found, reason = detect_layout(root)
+        raise DatasetError([f"{root}: not a {name} dataset (expected {LAYOUTS[name].description}); it looks like "
+                            f"layout {found} ({reason}): set data.layout to auto or {found}"])
     problems = []
     source = LAYOUTS[name].load(root, options, problems)
     if not problems and (source is None or source.frame.empty):

@@ -111,8 +111,11 @@ def load(root, options, problems):
         split_notes.append(f"{len(both)} ids in both lists used for validation only")
         shown = ", ".join(sorted(both)[:5]) + (", ..." if len(both) > 5 else "")
         notes.append(f"ids in both the train and the val list, used for validation only: {shown}")
-    images = image_files(image_dir, problems)
-    masks = image_files(mask_dir, problems)
+    skipped = []
+    images = image_files(image_dir, problems, skipped=skipped)
+    masks = image_files(mask_dir, problems, skipped=skipped)
+    if skipped:
+        notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
     rows, no_mask = [], []
     for split in ("train", "val", "test"):
         for image_id in ids.get(split, []):
