@@ -312,3 +312,27 @@ def test_a_forced_layout_that_does_not_fit_names_the_detected_one(tmp_path):
     assert err.value.problems == [
         f"{tmp_path}: not a voc dataset (expected JPEGImages/ + SegmentationClass/, ImageSets/Segmentation/*.txt); "
         "it looks like layout cityscapes (leftImg8bit/ + gtFine/): set data.layout to auto or cityscapes"]
+
+
+def test_a_test_folder_without_masks_is_left_out_with_a_note(tmp_path):
+    for i in range(4):
+        write_rgb(tmp_path / "train" / "image" / f"{i}.png")
+        write_labels(tmp_path / "train" / "label" / f"{i}.png", np.zeros((64, 64)))
+        write_rgb(tmp_path / "test" / f"{i}.png")
+    source = load_dataset(tmp_path, options=LayoutOptions(val_fraction=0.25))
+    assert source.reason == "train/ each with image/ + label/"
+    assert source.frame["split"].value_counts().to_dict() == {"train": 3, "val": 1}
+    assert source.notes == [f"{tmp_path / 'test'}: no masks found, the test split is left out"]
+
+
+def test_check_data_on_a_coco_file(tmp_path):
+    coco = write_coco(tmp_path / "shop")
+    command = [sys.executable, "-m", "app.check_data", "--data", str(coco), "--set",
+               f"data.import_dir={tmp_path / 'cache'}", "--set", "data.val_fraction=0.34"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith(f"detected: layout coco (instances.json, converted to {tmp_path / 'cache'}/instances-")
+    # void is 255 once data.scan.mask_encoding takes the layout's facts (issue 15 part B); none before
+    assert re.search(r"\); splits: no split given: val 34% seeded 42 \(train 2, val 1\); masks: index( \([^)]*\))?; "
+                     r"3 classes; void (255|none)$", first), first

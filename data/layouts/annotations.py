@@ -112,7 +112,7 @@ def _load(kind, root, options, problems):
                             f"{', '.join(str(d) for d in _image_dirs(kind, root))}; put the images beside the "
                             f"annotations")
     palette = read_palette(cache / "palette.csv")
-    reason = f"{root.name} ({'converted' if state == 'converted' else 'cached'} in {cache})"
+    reason = f"{root.name}, {'converted to' if state == 'converted' else 'cached in'} {cache}"
     return DatasetSource(frame=make_frame(rows), layout=kind, reason=reason, split_source="",
                          class_names=[str(n) for n in palette["name"]], palette=palette, void=255,
                          notes=notes)

@@ -193,8 +193,11 @@ def pair_folders(image_dir, mask_dir, options, problems, notes, instance_dir=Non
     if missing and extra_images == "note":
         notes.append(f"{len(missing)} image(s) in {image_dir} without a mask ignored")
     elif missing:
-        hint = _mask_hint(image_dir, mask_dir, images, masks, missing, mask_sfx)
-        problems += [f"{images[stem]}: image has no mask in {mask_dir}; {hint}" for stem in missing]
+        hint = _mask_hint(images, masks, missing, mask_sfx)
+        problems += [f"{images[stem]}: image has no mask in {mask_dir}; "
+                     + (hint or f"looked for {mask_dir.name}/{stem.removesuffix(image_sfx)}{mask_sfx}.png; add the "
+                        f"mask, remove the image, or set data.mask_suffix / data.masks_dir to how the masks are named")
+                     for stem in missing]
     for stem in sorted(mask_stems - paired_masks):
         problems.append(f"{masks[stem]}: mask has no image in {image_dir}; remove it or add its image "
                         f"(looked for {stem.removesuffix(mask_sfx) if mask_sfx else stem}{image_sfx}.*)")
@@ -208,14 +211,12 @@ def pair_folders(image_dir, mask_dir, options, problems, notes, instance_dir=Non
     return rows, _suffix_text(image_sfx, mask_sfx)
 
 
-def _mask_hint(image_dir, mask_dir, images, masks, missing, mask_sfx):
-    """What to do about images without masks: a suffix that would match them, or the names looked for."""
+def _mask_hint(images, masks, missing, mask_sfx):
+    """A mask suffix that would match the images without masks, as advice, or None."""
     _, other_sfx, pairs = _best_suffixes(set(missing), set(masks) - {m for m in masks if m in images})
     if pairs and other_sfx != mask_sfx:
         return f"masks named <stem>{other_sfx}.* exist: set data.mask_suffix={other_sfx or repr('')}"
-    looked = f"{missing[0]}{mask_sfx}.png"
-    return (f"looked for {mask_dir.name}/{looked}; add the mask, remove the image, or set data.mask_suffix / "
-            f"data.masks_dir to how the masks are named")
+    return None
 
 
 def make_frame(rows):

@@ -77,8 +77,15 @@ def load(root, options, problems):
     if splits and not root_has_data:
         described = ""
         for split, folder in splits.items():
-            found, described = pair_base(folder, options, problems, notes)
+            found_problems = []
+            found, described_here = pair_base(folder, options, found_problems, notes)
+            if split == "test" and not found:
+                notes.append(f"{folder}: no masks found, the test split is left out")
+                continue
+            problems += found_problems
+            described = described_here
             rows += [dict(r, split=split) for r in found]
+        splits = {s: f for s, f in splits.items() if any(r["split"] == s for r in rows)} or splits
         reason = f"{' '.join(f.name + '/' for f in splits.values())} each with {described}"
         split_source = " + ".join(f"{f.name}/" for f in splits.values()) + " folders"
     else:
