@@ -336,3 +336,12 @@ def test_check_data_on_a_coco_file(tmp_path):
     # void is 255 once data.scan.mask_encoding takes the layout's facts (issue 15 part B); none before
     assert re.search(r"\); splits: no split given: val 34% seeded 42 \(train 2, val 1\); masks: index( \([^)]*\))?; "
                      r"3 classes; void (255|none)$", first), first
+
+
+def test_predict_skips_hidden_files_in_a_folder(tmp_path):
+    from app.predict import image_files
+
+    write_rgb(tmp_path / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00")
+    assert image_files([tmp_path]) == [tmp_path / "a.png"]

@@ -37,8 +37,11 @@ def voc_palette():
 
 def voc_root(root):
     """The folder holding JPEGImages/ (root itself, or VOC2012/ inside a VOCdevkit/), or None."""
-    for folder in (root, *sorted(p for p in root.glob("*") if p.is_dir()),
-                   *sorted(p for p in root.glob("*/*") if p.is_dir())):
+    def voc_children(folder):
+        return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.upper().startswith("VOC")),
+                      reverse=True)
+
+    for folder in (root, *voc_children(root), *(c for p in voc_children(root) for c in voc_children(p))):
         if child_dir(folder, ("JPEGImages",)) and child_dir(folder, MASK_DIRS):
             return folder
     return None
