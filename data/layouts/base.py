@@ -149,6 +149,8 @@ def _best_suffixes(image_stems, mask_stems, image_suffix=None, mask_suffix=None)
             pairs = {key: (images[key], masks[key]) for key in images.keys() & masks.keys()}
             if len(pairs) > len(best[2]):
                 best = (img_sfx, mask_sfx, pairs)
+            if len(pairs) == len(image_stems):
+                return best
     return best
 
 

@@ -57,7 +57,8 @@ def pair_base(base, options, problems, notes):
         for split, folder in image_splits.items():
             target = mask_splits.get(split) or child_dir(mask_dir, SPLIT_ALIASES[split])
             if target is None:
-                problems.append(f"{mask_dir}: no {folder.name}/ folder for the images in {folder}")
+                problems.append(f"{mask_dir}: no {folder.name}/ folder for the images in {folder}; add their masks "
+                                f"there")
                 continue
             found, suffixes = pair_folders(folder, target, options, problems, notes,
                                            instance_dir / folder.name if instance_dir else None)
