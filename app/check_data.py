@@ -16,6 +16,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m app.check_data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="dataset folder or CSV file (overrides data.path)")
+    parser.add_argument("--layout", help="dataset layout: auto (default, detected and printed) or a name of "
+                                         "data.layouts (paired, segnet, csv, voc, cityscapes, ade, coco, labelme)")
     parser.add_argument("--config", help="YAML config (default: built-in defaults, mask encoding auto-detected)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set data.mask=index (repeatable)")
@@ -29,7 +31,8 @@ def main(argv=None):
     from app.core.config import load_config, parse_override
     from app.core.check_data import check_dataset, summary_text, write_check_outputs
 
-    overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + [
+    overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + (
+        [{"data": {"layout": args.layout}}] if args.layout is not None else []) + [
         parse_override(text) for text in args.set]
     config = load_config(args.config, overrides)
     check = check_dataset(config)

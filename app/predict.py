@@ -30,13 +30,16 @@ def parse_args(argv=None):
 
 
 def image_files(inputs):
-    """Image paths from files and folders (sorted, not recursive); stems must be unique."""
+    """Image paths from files and folders (sorted, not recursive, hidden/system files skipped); stems must be
+    unique."""
     from data.discovery import IMAGE_EXTENSIONS
+    from data.layouts.base import is_hidden
 
     files = []
     for item in map(pathlib.Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(p for p in item.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p))
             if not found:
                 raise ValueError(f"{item}: no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found

@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 from app.cli import fail_cleanly
+from data.layouts import LAYOUTS
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "nuclei.yaml"
 FLAGS = {
@@ -35,7 +36,8 @@ def parse_args(argv=None):
     parser.add_argument("--config", help="YAML config (default: configs/nuclei.yaml, the embedded nuclei dataset, "
                                           "unless --data names another dataset)")
     parser.add_argument("--data", help="dataset folder or CSV file")
-    parser.add_argument("--layout", choices=["auto", "paired", "segnet", "csv"])
+    parser.add_argument("--layout", choices=["auto", *LAYOUTS],
+                        help="dataset layout (default auto: detected and printed, see docs/datasets.md)")
     parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb"], help="mask encoding")
     parser.add_argument("--num-classes", type=int)
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="training crop size")

@@ -24,7 +24,7 @@ class ScanResult:
         return table
 
 
-def mask_encoding(config, frame):
+def mask_encoding(config, frame, facts=None):
     """Build the MaskEncoding from the data config, inferring kind and class count where they are "auto"/None."""
     kind = config.get("mask", "auto")
     palette = read_palette(config["palette"]) if config.get("palette") else None

@@ -7,7 +7,8 @@ from app.core.config import ConfigError, model_options
 from app.core.outputs import output_dir, write_text
 from app.core.plots import plot_class_shares
 from app.core.train import check_size, class_names_for
-from data.discovery import DatasetError, discover
+from data.discovery import DatasetError
+from data.layouts import dataset_source, detection_line
 from data.masks import ReadError
 from data.scan import mask_encoding, scan
 from models.registry import required_divisor
@@ -21,29 +22,30 @@ class DataCheck:
     encoding: object
     scan: object
     problems: list
+    source: object = None
 
 
-def scan_dataset(config):
-    """(frame, encoding, class names, ScanResult) exactly as `app.core.train.prepare_data` reads the data.
+def scan_dataset(config, runs_dir=None):
+    """(source, encoding, class names, ScanResult) exactly as `app.core.train.prepare_data` reads the data.
 
     Raises:
         DatasetError: discovery problems (missing folders, unmatched files, bad CSV rows).
         ReadError: a mask encoding that cannot be inferred.
     """
     data = config["data"]
-    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
-                     data["val_fraction"], config["seed"])
-    encoding = mask_encoding(data, frame)
-    names = class_names_for(config, encoding)
-    return frame, encoding, names, scan(frame, encoding, data["channels"], names)
+    source = dataset_source(config, runs_dir)
+    encoding = mask_encoding(data, source.frame, facts=source)
+    names = class_names_for(config, encoding, source)
+    return source, encoding, names, scan(source.frame, encoding, data["channels"], names)
 
 
-def check_dataset(config):
+def check_dataset(config, runs_dir=None):
     """Scan the configured dataset and collect every problem (one line each, naming the path)."""
     try:
-        frame, encoding, _, result = scan_dataset(config)
+        source, encoding, _, result = scan_dataset(config, runs_dir)
     except (DatasetError, ReadError) as err:
         return DataCheck(None, None, None, getattr(err, "problems", [str(err)]))
+    frame = source.frame
     problems = list(result.problems)
     if not (frame["split"] == "train").any():
         problems.append(f"{config['data']['path']}: no training images (split 'train' is empty)")
@@ -52,7 +54,7 @@ def check_dataset(config):
         check_size(tuple(config["data"]["image_size"]), divisor, config["model"]["name"])
     except ConfigError as err:
         problems.append(str(err))
-    return DataCheck(frame, encoding, result, problems)
+    return DataCheck(frame, encoding, result, problems, source)
 
 
 def _counts(series):
@@ -63,7 +65,8 @@ def summary_text(check, config):
     """Counts per split, image sizes, channels and the class pixel share table, as printable text."""
     files, counts = check.scan.files, check.scan.class_counts
     encoding = check.encoding
-    lines = [f"data: {config['data']['path']} ({encoding.kind} masks, {encoding.num_classes} classes"
+    lines = [detection_line(check.source, encoding), *(f"note: {note}" for note in check.source.notes),
+             f"data: {config['data']['path']} ({encoding.kind} masks, {encoding.num_classes} classes"
              + (f", void {encoding.void}" if encoding.void is not None else "") + ")",
              f"images per split: {_counts(check.frame['split'])}"]
     if "height" in files:

@@ -12,10 +12,17 @@ DEFAULTS = {
     "seed": 42,
     "data": {
         "path": "data/nuclei",
-        "layout": "auto",
-        "images_dir": "images",
-        "masks_dir": "masks",
+        "layout": "auto",  # auto or a data.layouts name: paired, segnet, csv, voc, cityscapes, ade, coco, labelme
+        "images_dir": None,  # image folder name; None: images/, imgs/, JPEGImages/, ... found automatically
+        "masks_dir": None,  # mask folder name; None: masks/, labels/, annotations/, gt/, ... found automatically
         "instances_dir": "instances",
+        "mask_suffix": None,  # masks named <stem><suffix> (e.g. _mask); None: _mask, _seg, _label, _gt, ... tried
+        "image_suffix": None,  # images named <stem><suffix> (e.g. _sat); None: tried as for mask_suffix
+        "reduce_zero_label": None,  # mask value 0 = "other" -> void, k -> class k-1; None: true for ade only
+        "train_list": None,  # voc: split list files (ids per line); None: ImageSets/Segmentation/<split>.txt
+        "val_list": None,
+        "test_list": None,
+        "import_dir": None,  # coco/labelme --data: where masks are rendered; None: <runs dir>/imported
         "mask": "auto",
         "num_classes": None,
         "class_names": None,

@@ -19,18 +19,19 @@ from app.core.inference import load_predictor, predict_labels
 from app.core.outputs import output_dir, write_text
 from app.core.palette import display_image
 from app.core.plots import plot_confusion_matrix, plot_overlay_panel
-from data.discovery import discover
+from data.layouts import dataset_source
 from data.masks import read_image, read_raw_mask
 from data.scan import mask_encoding
 from models.metrics import confusion_scores
 
 
-def split_rows(config, split, num_classes):
-    """(rows of `split`, MaskEncoding) of the config's dataset, split as training split it."""
+def split_rows(config, split, num_classes, runs_dir=None):
+    """(rows of `split`, MaskEncoding) of the config's dataset, split as training split it (COCO/LabelMe
+    annotations converted under `runs_dir`, as training did)."""
     data = config["data"]
-    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
-                     data["val_fraction"], config["seed"])
-    encoding = mask_encoding({**data, "num_classes": data.get("num_classes") or num_classes}, frame)
+    source = dataset_source(config, runs_dir)
+    frame = source.frame
+    encoding = mask_encoding({**data, "num_classes": data.get("num_classes") or num_classes}, frame, facts=source)
     if encoding.num_classes != num_classes:
         raise ValueError(f"{data['path']}: the masks have {encoding.num_classes} classes "
                          f"({encoding.kind} masks) but the model predicts {num_classes}")
@@ -134,7 +135,7 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     config = copy.deepcopy(predictor.config)
     if data is not None:
         config["data"]["path"] = str(data)
-    rows, encoding = split_rows(config, split, predictor.num_classes)
+    rows, encoding = split_rows(config, split, predictor.num_classes, run_dir.parent)
     out = output_dir(out if out is not None else run_dir / f"report-{split}")
     log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images)")
     matrix, per_image = evaluate_rows(predictor, rows, encoding, options)

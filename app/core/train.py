@@ -18,7 +18,8 @@ from app.core.config import ConfigError, dump_config, model_options
 from app.core.distribute import distribute_dataset, replicas
 from app.core.evaluate import confusion_matrix_on, scores_table
 from app.core.plots import plot_curves
-from data.discovery import DatasetError, discover
+from data.discovery import DatasetError
+from data.layouts import dataset_source, detection_line
 from data.masks import IGNORE_INDEX
 from data.pipeline import build_dataset
 from data.scan import mask_encoding, scan
@@ -41,12 +42,15 @@ class PreparedData:
     train: object
     val: object
     divisor: int
+    source: object = None
 
 
-def class_names_for(config, encoding):
+def class_names_for(config, encoding, facts=None):
     names = config["data"].get("class_names")
     if names:
         return [str(n) for n in names]
+    if facts is not None and facts.class_names and len(facts.class_names) == encoding.num_classes:
+        return [str(n) for n in facts.class_names]
     if encoding.palette is not None:
         palette = encoding.palette
         return [str(n) for i, n in zip(palette["index"], palette["name"]) if i != encoding.void][
@@ -64,17 +68,17 @@ def check_size(size, divisor, model_name):
                           f"nearest valid sizes: {', '.join(map(str, nearest))}")
 
 
-def prepare_data(config, divisor=None):
-    """Discover, scan and wrap the dataset in tf.data pipelines.
+def prepare_data(config, divisor=None, runs_dir=None):
+    """Discover, scan and wrap the dataset in tf.data pipelines (COCO/LabelMe caches go under `runs_dir`).
 
     Raises:
         DatasetError: every problem the scan found, one line per file.
     """
     data = config["data"]
-    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
-                     data["val_fraction"], config["seed"])
-    encoding = mask_encoding(data, frame)
-    names = class_names_for(config, encoding)
+    source = dataset_source(config, runs_dir)
+    frame = source.frame
+    encoding = mask_encoding(data, frame, facts=source)
+    names = class_names_for(config, encoding, source)
     result = scan(frame, encoding, data["channels"], names)
     if result.problems:
         raise DatasetError(result.problems)
@@ -96,7 +100,7 @@ def prepare_data(config, divisor=None):
     train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], **common)
     val_rows = frame[frame["split"] == "val"]
     val = build_dataset(val_rows, training=False, divisor=divisor, **common) if len(val_rows) else None
-    return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor)
+    return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source)
 
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -241,7 +245,10 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
         if batch % setup.count:
             raise ConfigError(f"train.batch_size {batch} is the global batch: it must be a multiple of the "
                               f"{setup.count} replicas")
-        prepared = prepare_data(config)
+        prepared = prepare_data(config, runs_dir=runs_dir)
+        log(detection_line(prepared.source, prepared.encoding))
+        for note in prepared.source.notes:
+            log(f"note: {note}")
         counts = prepared.frame["split"].value_counts()
         log(f"data: {config['data']['path']} ({prepared.encoding.kind} masks, {prepared.encoding.num_classes} "
             "classes) " + ", ".join(f"{split} {n}" for split, n in counts.items()))

@@ -1,0 +1,142 @@
+"""Pascal VOC layout: `JPEGImages/` + `SegmentationClass/` (or `SegmentationClassRaw/`, `SegmentationClassAug/`),
+splits from `ImageSets/Segmentation/{train,val,trainval,test}.txt`; the VOC classes, colour map and void."""
+import pathlib
+
+import numpy as np
+
+from data.layouts.base import DatasetSource, child_dir, image_files, make_frame, pair_folders, palette_frame
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")
+VOC_VOID = 255
+"""Index of void pixels (object borders, difficult regions); coloured (224, 224, 192) in RGB masks."""
+MASK_DIRS = ("SegmentationClass", "SegmentationClassRaw", "SegmentationClassAug")
+LIST_DIR = pathlib.Path("ImageSets") / "Segmentation"
+
+
+def voc_colormap(size=256):
+    """(size, 3) uint8 RGB colours of indexes 0..size-1 in the standard VOC colour map (bits of the index
+    spread over the high bits of r, g, b); index 255 is the void colour (224, 224, 192)."""
+    colours = np.zeros((size, 3), np.uint8)
+    for index in range(size):
+        value, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colours[index] = (r, g, b)
+    return colours
+
+
+def voc_palette():
+    """Palette DataFrame (index, name, r, g, b) of the 21 VOC classes."""
+    return palette_frame(VOC_CLASSES, voc_colormap(len(VOC_CLASSES)))
+
+
+def voc_root(root):
+    """The folder holding JPEGImages/ (root itself, or VOC2012/ inside a VOCdevkit/), or None."""
+    def voc_children(folder):
+        return sorted((p for p in folder.iterdir() if p.is_dir() and p.name.upper().startswith("VOC")),
+                      reverse=True)
+
+    for folder in (root, *voc_children(root), *(c for p in voc_children(root) for c in voc_children(p))):
+        if child_dir(folder, ("JPEGImages",)) and child_dir(folder, MASK_DIRS):
+            return folder
+    return None
+
+
+def detect(root):
+    if not root.is_dir():
+        return None
+    found = voc_root(root)
+    if found is None:
+        return None
+    prefix = "" if found == root else f"{found.relative_to(root)}/"
+    return f"{prefix}JPEGImages/ + {prefix}{child_dir(found, MASK_DIRS).name}/"
+
+
+def _list_path(root, name, configured):
+    """The split list: the configured file (relative to the VOC folder, its ImageSets/Segmentation, or
+    absolute) or ImageSets/Segmentation/<name>.txt; None where it does not exist."""
+    if configured:
+        for path in (pathlib.Path(configured), root / configured, root / LIST_DIR / configured):
+            if path.is_file():
+                return path
+        return pathlib.Path(configured)
+    path = root / LIST_DIR / f"{name}.txt"
+    return path if path.is_file() else None
+
+
+def read_ids(path):
+    """Ids of a split list: one per line, or lines like `/JPEGImages/x.jpg /SegmentationClassAug/x.png`."""
+    ids = []
+    for line in path.read_text(errors="replace").splitlines():
+        token = line.strip().split()[0] if line.strip() else ""
+        if token and not token.startswith("#"):
+            ids.append(pathlib.PurePosixPath(token).stem if "/" in token or "." in token else token)
+    return list(dict.fromkeys(ids))
+
+
+def load(root, options, problems):
+    base = voc_root(root) or root
+    image_dir = base / "JPEGImages"
+    mask_dir = base / options.masks_dir if options.masks_dir else child_dir(base, MASK_DIRS)
+    if mask_dir is None or not mask_dir.is_dir():
+        problems.append(f"{mask_dir or base}: no mask folder; VOC masks go in SegmentationClass/ "
+                        f"(or set data.masks_dir)")
+        return None
+    facts = dict(class_names=list(VOC_CLASSES), palette=voc_palette(), void=VOC_VOID)
+    prefix = "" if base == root else f"{base.relative_to(root).as_posix()}/"
+    reason = f"{prefix}JPEGImages/ + {prefix}{mask_dir.name}/"
+    notes, split_notes = [], []
+    lists = {name: _list_path(base, name, getattr(options, f"{name}_list", None))
+             for name in ("train", "val", "trainval", "test")}
+    for name in ("train", "val", "test"):
+        configured = getattr(options, f"{name}_list")
+        if configured and not lists[name].is_file():
+            problems.append(f"{configured}: split list not found; set data.{name}_list to a file of image ids "
+                            f"(relative to {base} or {base / LIST_DIR})")
+    if problems:
+        return None
+    ids = {name: read_ids(path) for name, path in lists.items() if path is not None}
+    if not ids:
+        rows, suffixes = pair_folders(image_dir, mask_dir, options, problems, notes, extra_images="note")
+        return DatasetSource(frame=make_frame([dict(r, split=None) for r in rows]), layout="voc", reason=reason,
+                             split_source="", notes=notes, **facts)
+    if "train" not in ids and "trainval" in ids:
+        ids["train"] = ids.pop("trainval")
+    ids.pop("trainval", None)
+    both = set(ids.get("train", [])) & set(ids.get("val", []))
+    if both:
+        ids["train"] = [i for i in ids["train"] if i not in both]
+        split_notes.append(f"{len(both)} ids in both lists used for validation only")
+        shown = ", ".join(sorted(both)[:5]) + (", ..." if len(both) > 5 else "")
+        notes.append(f"ids in both the train and the val list, used for validation only: {shown}")
+    skipped = []
+    images = image_files(image_dir, problems, skipped=skipped)
+    masks = image_files(mask_dir, problems, skipped=skipped)
+    if skipped:
+        notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
+    rows, no_mask = [], []
+    for split in ("train", "val", "test"):
+        for image_id in ids.get(split, []):
+            if image_id not in images:
+                problems.append(f"{lists[split] or lists['trainval']}: id {image_id} has no image "
+                                f"{image_dir / image_id}.jpg; remove the line or add the image")
+            elif image_id not in masks and split == "test":
+                no_mask.append(image_id)
+            elif image_id not in masks:
+                problems.append(f"{images[image_id]}: image has no mask in {mask_dir} (listed in "
+                                f"{(lists[split] or lists['trainval']).name}); add {mask_dir.name}/{image_id}.png "
+                                f"or remove the id from the list")
+            else:
+                rows.append({"image": str(images[image_id]), "mask": str(masks[image_id]), "instances": None,
+                             "split": split})
+    if no_mask:
+        split_notes.append(f"{len(no_mask)} test ids without masks left out")
+    names = [(lists[s] or lists["trainval"]).name for s in ("train", "val", "test") if s in ids]
+    split_source = f"{LIST_DIR.as_posix()} {' + '.join(dict.fromkeys(names))}"
+    return DatasetSource(frame=make_frame(rows), layout="voc", reason=reason, split_source=split_source,
+                         notes=notes, split_notes=split_notes, **facts)
