@@ -33,6 +33,10 @@ def _pair(image_dir, mask_dir, problems, instance_dir=None):
     if not mask_dir.is_dir():
         problems.append(f"{mask_dir}: mask folder not found")
         return []
+    from data.multilabel import class_folders, pair_class_folders
+
+    if class_folders(mask_dir):
+        return pair_class_folders(image_dir, mask_dir, problems)
     images, masks = _files_by_stem(image_dir), _files_by_stem(mask_dir)
     if not images:
         problems.append(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
