@@ -102,6 +102,21 @@ def write_masks(out, stem, masks, class_names):
         write_image(output_dir(pathlib.Path(out) / name) / f"{stem}.png", masks[..., index] * 255)
 
 
+def colourise(masks, colours):
+    """(H, W, C) binary masks -> (H, W, 3) uint8 RGB: the mean colour of the classes present, black where none."""
+    masks = np.asarray(masks, np.float32)
+    present = masks.sum(-1, keepdims=True)
+    mean = masks @ np.asarray(colours, np.float32) / np.maximum(present, 1)
+    return mean.round().astype(np.uint8)
+
+
+def overlay(image, masks, colours, alpha=0.5):
+    """Blend `colourise` over a uint8 RGB image where any class is present."""
+    coloured = colourise(masks, colours).astype(np.float32)
+    blended = np.where(np.asarray(masks).any(-1, keepdims=True), (1 - alpha) * image + alpha * coloured, image)
+    return blended.round().astype(np.uint8)
+
+
 def evaluate_rows(predictor, rows, encoding, threshold=DEFAULT_THRESHOLD, options=None):
     """(counts (C, 3), true pixels (C,), valid pixels (C,), per-image DataFrame) of a split's rows."""
     from data.masks import read_image
