@@ -150,3 +150,167 @@ def test_rgba_png_channels_are_classes_in_rgba_order(tmp_path):
     encoding = mask_encoding({"mask": "multilabel"}, frame)
     assert encoding.num_classes == 4
     np.testing.assert_array_equal(encoding.read(frame["mask"].iloc[0]), rgba // 255)
+
+
+# Losses and metrics (keras.ops; CI runs these on JAX too) against NumPy references written from the formulas
+# of segmentation_models.pytorch's multilabel DiceLoss, SoftBCEWithLogitsLoss and FocalLoss.
+
+def _random_batch(seed, void=0.0, absent=None):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((2, 6, 7, 3)) < 0.4).astype(np.float32)
+    if absent is not None:
+        y[..., absent] = 0
+    y[rng.random(y.shape) < void] = IGNORE_INDEX
+    z = rng.normal(0, 2, y.shape).astype(np.float32)
+    return y, z
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z.astype(np.float64)))
+
+
+def _bce(y, z):
+    p = _sigmoid(z)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def smp_dice(y, z, smooth=0.0, eps=1e-7):
+    """smp DiceLoss(mode="multilabel", ignore_index=IGNORE_INDEX): per-class batch Dice, absent classes 0, mean."""
+    mask = y != IGNORE_INDEX
+    p, t = _sigmoid(z) * mask, y * mask
+    inter, card = (p * t).sum((0, 1, 2)), (p + t).sum((0, 1, 2))
+    score = (2 * inter + smooth) / np.maximum(card + smooth, eps)
+    return ((1 - score) * (t.sum((0, 1, 2)) > 0)).mean()
+
+
+def smp_bce(y, z):
+    """smp SoftBCEWithLogitsLoss(ignore_index=IGNORE_INDEX): masked element losses, mean over all elements."""
+    mask = y != IGNORE_INDEX
+    return (_bce(np.where(mask, y, 0), z) * mask).mean()
+
+
+def smp_focal(y, z, gamma=2.0, alpha=None):
+    """smp FocalLoss(mode="multilabel", ignore_index=IGNORE_INDEX): void elements dropped, mean focal term."""
+    keep = y != IGNORE_INDEX
+    y, z = y[keep], z[keep]
+    bce = _bce(y, z)
+    loss = (1 - np.exp(-bce)) ** gamma * bce
+    if alpha is not None:
+        loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+    return loss.mean()
+
+
+@pytest.mark.multibackend
+def test_losses_match_smp_multilabel_without_void():
+    from models.losses import multilabel_bce, multilabel_dice_loss, multilabel_focal_loss
+
+    y, z = _random_batch(0)
+    assert float(multilabel_dice_loss(y, z, smooth=0.0)) == pytest.approx(smp_dice(y, z), rel=1e-5)
+    assert float(multilabel_dice_loss(y, z, smooth=1.0)) == pytest.approx(smp_dice(y, z, smooth=1.0), rel=1e-5)
+    assert float(multilabel_bce(y, z)) == pytest.approx(smp_bce(y, z), rel=1e-5)
+    assert float(multilabel_focal_loss(y, z)) == pytest.approx(smp_focal(y, z), rel=1e-5)
+    assert float(multilabel_focal_loss(y, z, alpha=0.25)) == pytest.approx(smp_focal(y, z, alpha=0.25), rel=1e-5)
+
+
+@pytest.mark.multibackend
+def test_void_elements_count_nowhere():
+    from models.losses import multilabel_bce, multilabel_dice_bce, multilabel_dice_loss, multilabel_focal_loss
+
+    y, z = _random_batch(1, void=0.3)
+    valid = (y != IGNORE_INDEX).mean()
+    assert 0.6 < valid < 0.8
+    assert float(multilabel_dice_loss(y, z, smooth=0.0)) == pytest.approx(smp_dice(y, z), rel=1e-5)
+    # smp divides the BCE by every element, void included; we divide by the valid ones.
+    assert float(multilabel_bce(y, z)) == pytest.approx(smp_bce(y, z) / valid, rel=1e-5)
+    assert float(multilabel_focal_loss(y, z, gamma=1.5)) == pytest.approx(smp_focal(y, z, 1.5), rel=1e-5)
+    # Changing the logits of void elements changes nothing.
+    z_other = np.where(y == IGNORE_INDEX, 50.0, z).astype(np.float32)
+    for fn in (multilabel_bce, multilabel_dice_loss, multilabel_focal_loss, multilabel_dice_bce):
+        assert float(fn(y, z_other)) == pytest.approx(float(fn(y, z)), rel=1e-6)
+    combined = 0.3 * smp_bce(y, z) / valid + 0.7 * smp_dice(y, z, smooth=1.0)
+    assert float(multilabel_dice_bce(y, z, dice_weight=0.7)) == pytest.approx(combined, rel=1e-5)
+
+
+@pytest.mark.multibackend
+def test_dice_averages_over_present_classes_weights_and_probabilities():
+    from models.losses import multilabel_dice_loss
+
+    y, z = _random_batch(2, void=0.1, absent=1)
+    # smp counts the absent class as 0 and divides by all 3 classes; we average over the 2 present ones.
+    assert float(multilabel_dice_loss(y, z, smooth=0.0)) == pytest.approx(smp_dice(y, z) * 3 / 2, rel=1e-5)
+    weights = np.array([2.0, 5.0, 1.0])
+    mask = y != IGNORE_INDEX
+    p, t = _sigmoid(z) * mask, np.where(mask, y, 0)
+    dice = (2 * (p * t).sum((0, 1, 2)) + 1) / (p.sum((0, 1, 2)) + t.sum((0, 1, 2)) + 1)
+    expected = (2 * (1 - dice[0]) + 1 * (1 - dice[2])) / 3
+    assert float(multilabel_dice_loss(y, z, class_weights=weights)) == pytest.approx(expected, rel=1e-5)
+    probabilities = _sigmoid(z).astype(np.float32)
+    assert float(multilabel_dice_loss(y, probabilities, from_logits=False)) == pytest.approx(
+        float(multilabel_dice_loss(y, z)), rel=1e-4)
+
+
+@pytest.mark.multibackend
+def test_pixel_weights_and_class_weights_of_bce():
+    from models.losses import multilabel_bce
+
+    y, z = _random_batch(3, void=0.2)
+    rng = np.random.default_rng(4)
+    pixel = rng.uniform(0.5, 3.0, y.shape[:3]).astype(np.float32)
+    classes = np.array([1.0, 0.5, 2.0])
+    valid = y != IGNORE_INDEX
+    terms = _bce(np.where(valid, y, 0), z) * valid
+    expected = (terms * pixel[..., None] * classes).sum() / (valid * classes).sum()
+    assert float(multilabel_bce(y, z, sample_weight=pixel, class_weights=classes)) == pytest.approx(expected, rel=1e-5)
+    smoothed = _bce(np.where(valid, y * 0.8 + (1 - y) * 0.2, 0), z) * valid
+    assert float(multilabel_bce(y, z, label_smoothing=0.2)) == pytest.approx(smoothed.sum() / valid.sum(), rel=1e-5)
+
+
+@pytest.mark.multibackend
+def test_losses_by_name_serialise_and_train_a_model():
+    import keras
+
+    from models.losses import MULTILABEL_LOSSES, get_multilabel_loss
+
+    y, z = _random_batch(5, void=0.1)
+    for name in MULTILABEL_LOSSES:
+        loss = get_multilabel_loss(name, num_classes=3)
+        clone = type(loss).from_config(loss.get_config())
+        assert float(clone(y, z)) == pytest.approx(float(loss(y, z)), rel=1e-6)
+    with pytest.raises(KeyError, match="loss 'lovasz' has no multi-label form; valid names: ce, bce"):
+        get_multilabel_loss("lovasz")
+    inputs = keras.Input((6, 7, 2))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=get_multilabel_loss("dice_ce"))
+    x = np.random.default_rng(6).random((2, 6, 7, 2)).astype(np.float32)
+    first = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=20, verbose=0)
+    assert np.isfinite(first) and model.evaluate(x, y, verbose=0) < first
+
+
+@pytest.mark.multibackend
+def test_metrics_match_numpy_counts_and_skip_void():
+    from models.multilabel_metrics import (MultilabelConfusionMetric, multilabel_counts, multilabel_metrics,
+                                           multilabel_scores)
+
+    y, z = _random_batch(7, void=0.2)
+    counts = multilabel_counts(y, _sigmoid(z))
+    positive, predicted, valid = y == 1, z > 0, y != IGNORE_INDEX
+    np.testing.assert_array_equal(counts[:, 0], (positive & predicted).sum((0, 1, 2)))
+    np.testing.assert_array_equal(counts[:, 1], (valid & ~positive & predicted).sum((0, 1, 2)))
+    np.testing.assert_array_equal(counts[:, 2], (positive & ~predicted).sum((0, 1, 2)))
+    scores = multilabel_scores(counts)
+    tp, fp, fn = counts.T
+    np.testing.assert_allclose(scores["iou"], tp / (tp + fp + fn))
+    np.testing.assert_allclose(scores["recall"], tp / (tp + fn))
+    metrics = {m.name: m for m in multilabel_metrics(3, ["Road", "car", "sky"])}
+    assert list(metrics)[:4] == ["miou", "mean_dice", "iou_road", "iou_car"] and "recall_sky" in metrics
+    for name, metric in metrics.items():
+        metric.update_state(y[:1], z[:1])
+        metric.update_state(y[1:], z[1:])
+    assert float(metrics["miou"].result()) == pytest.approx(scores["miou"], rel=1e-5)
+    assert float(metrics["mean_dice"].result()) == pytest.approx(scores["mean_dice"], rel=1e-5)
+    assert float(metrics["precision_car"].result()) == pytest.approx(scores["precision"][1], rel=1e-5)
+    strict = MultilabelConfusionMetric(3, "recall", 0, threshold=0.9)
+    strict.update_state(y, z)
+    expected = (positive & (z > np.log(9)))[..., 0].sum() / positive[..., 0].sum()
+    assert float(strict.result()) == pytest.approx(expected, rel=1e-5)
