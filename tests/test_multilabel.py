@@ -314,3 +314,118 @@ def test_metrics_match_numpy_counts_and_skip_void():
     strict.update_state(y, z)
     expected = (positive & (z > np.log(9)))[..., 0].sum() / positive[..., 0].sum()
     assert float(strict.result()) == pytest.approx(expected, rel=1e-5)
+
+
+# End to end: check_data, a tiny 1-epoch run, predict, evaluate and a TFLite export.
+
+@pytest.fixture(scope="module")
+def ml_run(folders, tmp_path_factory):
+    from app.train import main
+
+    runs = tmp_path_factory.mktemp("ml_runs")
+    overrides = [f"data.void={VOID}", "data.image_size=[64,64]", "model.base_filters=4", "model.depth=2",
+                 "train.batch_size=4", "train.verbose=epoch"]
+    argv = ["--data", str(folders), "--epochs", "1", "--runs-dir", str(runs), "--name", "ml"]
+    assert main(argv + [arg for item in overrides for arg in ("--set", item)]) == 0
+    (run,) = runs.iterdir()
+    return run
+
+
+def test_check_data_says_multilabel(folders, capsys):
+    from app.check_data import main
+
+    assert main(["--data", str(folders), "--set", f"data.void={VOID}"]) == 0
+    out = capsys.readouterr().out
+    assert "(multilabel masks, 2 classes, void 128)" in out and "no problems found" in out
+
+
+def test_training_writes_a_multilabel_run(ml_run):
+    import pandas as pd
+    import yaml
+
+    assert yaml.safe_load((ml_run / "config.yaml").read_text())["data"]["mask"] == "multilabel"
+    metrics = json.loads((ml_run / "metrics.json").read_text())
+    assert list(metrics["per_class"]) == ["box", "disc"] and metrics["split"] == "val"
+    ious = [metrics["per_class"][name]["iou"] for name in ("box", "disc")]
+    assert metrics["miou"] == pytest.approx(np.mean(ious))
+    history = pd.read_csv(ml_run / "history.csv")
+    assert {"val_miou", "val_iou_box", "val_dice_disc", "val_precision_box", "val_recall_disc"} <= set(history)
+    assert history["val_miou"].iloc[-1] == pytest.approx(metrics["miou"], abs=1e-5)
+
+
+def _keras_masks(run, image_path, threshold=0.5):
+    import keras
+
+    from data.masks import read_image
+
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    logits = model.predict_on_batch(read_image(image_path)[None])[0]
+    return (_sigmoid(np.asarray(logits)) > threshold).astype(np.uint8) * 255
+
+
+def test_predict_writes_one_binary_mask_per_class(ml_run, folders, tmp_path):
+    from app.predict import main
+
+    out = tmp_path / "pred"
+    assert main(["--run", str(ml_run), str(folders / "images" / "s0.png"), str(folders / "images" / "s1.png"),
+                 "--out", str(out), "--overlay"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["box", "disc", "overlay", "palette.csv"]
+    expected = _keras_masks(ml_run, folders / "images" / "s1.png")
+    for c, name in enumerate(("box", "disc")):
+        written = cv2.imread(str(out / name / "s1.png"), cv2.IMREAD_UNCHANGED)
+        assert written.shape == SIZE and set(np.unique(written)) <= {0, 255}
+        np.testing.assert_array_equal(written, expected[..., c])
+    assert main(["--run", str(ml_run), str(folders / "images" / "s1.png"), "--out", str(tmp_path / "strict"),
+                 "--threshold", "0.9"]) == 0
+    strict = cv2.imread(str(tmp_path / "strict" / "box" / "s1.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(strict, _keras_masks(ml_run, folders / "images" / "s1.png", 0.9)[..., 0])
+
+
+def test_evaluate_reports_per_class_scores(ml_run, tmp_path):
+    import pandas as pd
+
+    from app.evaluate import main
+
+    assert main(["--run", str(ml_run), "--out", str(tmp_path / "report")]) == 0
+    table = pd.read_csv(tmp_path / "report" / "per_class.csv", index_col="class")
+    assert list(table.index) == ["box", "disc"]
+    assert {"iou", "dice", "precision", "recall", "pixel_share", "tp", "fp", "fn"} <= set(table.columns)
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    metrics = json.loads((ml_run / "metrics.json").read_text())
+    assert summary["mask"] == "multilabel" and summary["images"] == 2
+    assert summary["miou"] == pytest.approx(metrics["miou"], abs=1e-6)
+    assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_threshold_is_refused_for_multiclass_runs(ml_run, folders, tmp_path, capsys):
+    import yaml
+
+    from app.evaluate import main as evaluate
+    from app.predict import main as predict
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes((ml_run / "model.keras").read_bytes())
+    config = yaml.safe_load((ml_run / "config.yaml").read_text())
+    config["data"].update(mask="index", num_classes=2)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    image = str(folders / "images" / "s0.png")
+    assert predict(["--run", str(run), image, "--out", str(tmp_path / "out"), "--threshold", "0.3"]) == 2
+    assert "--threshold applies to multi-label runs only" in capsys.readouterr().err
+    assert evaluate(["--run", str(run), "--threshold", "0.3"]) == 2
+    assert "--threshold applies to multi-label runs only" in capsys.readouterr().err
+
+
+def test_tflite_export_ends_in_a_sigmoid(ml_run, folders, tmp_path):
+    import keras
+
+    from app.core.export import LiteRTModel, export_run
+    from data.masks import read_image
+
+    table = export_run(ml_run, ["tflite-fp32"], tmp_path, latency_runs=1)
+    assert table["passed"].all() and table["agreement_pct"].iloc[1] > 99
+    litert = LiteRTModel(tmp_path / "model_fp32.tflite")
+    crop = read_image(folders / "images" / "s0.png")[None, :, :64]
+    probabilities = litert.predict_on_batch(crop)
+    model = keras.saving.load_model(ml_run / "model.keras", compile=False)
+    np.testing.assert_allclose(probabilities, _sigmoid(np.asarray(model.predict_on_batch(crop))), atol=1e-4)
