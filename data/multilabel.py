@@ -17,6 +17,7 @@ import pathlib
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from data.masks import IGNORE_INDEX, ReadError
 
@@ -40,27 +41,48 @@ def class_folders(mask_dir):
     return [p for p in folders if _image_files(p, IMAGE_EXTENSIONS)]
 
 
+def _class_files(folder, image_stems):
+    """(matched {image stem: mask path}, unmatched mask paths, name pattern) of one class folder.
+
+    Masks are named like their images, or like them plus one suffix common to the whole folder (IDRiD's
+    `IDRiD_01_MA.tif` for `IDRiD_01.jpg`); the pattern (suffix + most common extension) names a missing mask.
+    """
+    from data.discovery import IMAGE_EXTENSIONS
+
+    masks = _image_files(folder, IMAGE_EXTENSIONS)
+    extensions = pd.Series([p.suffix for p in masks.values()]).value_counts()
+    extension = extensions.index[0] if len(extensions) else ".png"
+    suffixes = {stem: next((stem[k:] for k in range(len(stem) - 1, 0, -1) if stem[:k] in image_stems), None)
+                for stem in masks if stem not in image_stems}
+    common = pd.Series(list(suffixes.values()), dtype=object).value_counts()
+    suffix = common.index[0] if not set(masks) & set(image_stems) and len(common) == 1 else ""
+    matched, unmatched = {}, []
+    for stem, path in masks.items():
+        if stem.endswith(suffix) and stem[: len(stem) - len(suffix)] in image_stems:
+            matched[stem[: len(stem) - len(suffix)]] = path
+        else:
+            unmatched.append(path)
+    return matched, unmatched, suffix + extension
+
+
 def pair_class_folders(image_dir, mask_dir, problems):
     """Rows (image, mask, instances) of images matched with one mask per class folder of `mask_dir`.
 
-    An image missing from a class folder, or a class mask without an image, is a problem (an absent class needs
-    an all-zero mask, so that a forgotten file is never read as "class absent").
+    A class mask without an image is a problem. An image without a mask in a class folder gets the path the
+    mask would have: reading it fails unless `data.missing_class_masks: empty` (see `MultilabelEncoding`).
     """
     from data.discovery import IMAGE_EXTENSIONS
 
     images = _image_files(image_dir, IMAGE_EXTENSIONS)
     if not images:
         problems.append(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    per_class = {folder.name: _image_files(folder, IMAGE_EXTENSIONS) for folder in class_folders(mask_dir)}
-    for name, masks in per_class.items():
-        for stem in sorted(set(images) - set(masks)):
-            problems.append(f"{images[stem]}: image has no mask in class folder {mask_dir / name} "
-                            f"(an absent class needs an all-zero mask)")
-        for stem in sorted(set(masks) - set(images)):
-            problems.append(f"{masks[stem]}: mask has no image in {image_dir}")
-    stems = sorted(set(images).intersection(*per_class.values()))
-    return [{"image": str(images[s]), "mask": os.pathsep.join(str(masks[s]) for masks in per_class.values()),
-             "instances": None} for s in stems]
+    columns = []
+    for folder in class_folders(mask_dir):
+        matched, unmatched, pattern = _class_files(folder, set(images))
+        problems += [f"{path}: mask has no image in {image_dir}" for path in unmatched]
+        columns.append({stem: matched.get(stem, folder / f"{stem}{pattern}") for stem in images})
+    return [{"image": str(images[s]), "mask": os.pathsep.join(str(column[s]) for column in columns),
+             "instances": None} for s in sorted(images)]
 
 
 def is_class_folder_mask(cell):
@@ -136,6 +158,8 @@ class MultilabelEncoding:
         folders: whether masks come from per-class folders (else multi-channel files: their first C channels).
         void: file value that is void (ignored) for the class whose mask has it.
         threshold: values above it are the class (0/1 masks: above 0).
+        missing_empty: per-class folders: a missing class mask file means the class is absent (all zero);
+            otherwise it is an error (`data.missing_class_masks: error`, the default).
     """
 
     num_classes: int
@@ -143,6 +167,7 @@ class MultilabelEncoding:
     folders: bool
     void: int | None = None
     threshold: int = 127
+    missing_empty: bool = False
     kind = MULTILABEL
     palette = None
     invert = False
@@ -159,7 +184,7 @@ class MultilabelEncoding:
             if missing:
                 raise ReadError(f"{path.split(os.pathsep)[0]}: no class folder {', '.join(missing)} "
                                 f"(found {', '.join(files)}); check data.class_names")
-            planes = [read_plane(files[name]) for name in self.class_names]
+            planes = self._read_planes([files[name] for name in self.class_names])
             for name, plane in zip(self.class_names, planes):
                 if plane.shape != planes[0].shape:
                     raise ReadError(f"{files[name]}: mask is {plane.shape[1]}x{plane.shape[0]} but "
@@ -172,9 +197,22 @@ class MultilabelEncoding:
             planes = [raw[..., c] for c in range(self.num_classes)]
         return np.stack([binarise(p, self.threshold, self.void) for p in planes], axis=-1)
 
+    def _read_planes(self, paths):
+        present = [pathlib.Path(p).is_file() for p in paths]
+        if not all(present) and not (self.missing_empty and any(present)):
+            missing = paths[present.index(False)]
+            hint = ("no class has a mask for this image" if self.missing_empty else
+                    "an absent class needs an all-zero mask, or set data.missing_class_masks: empty")
+            raise ReadError(f"{missing}: no mask in class folder {pathlib.Path(missing).parent.name} ({hint})")
+        planes = {p: read_plane(p) for p, ok in zip(paths, present) if ok}
+        shape = next(iter(planes.values())).shape
+        return [planes[p] if p in planes else np.zeros(shape, np.uint8) for p in paths]
+
 
 def multilabel_encoding(config, frame):
-    """MultilabelEncoding of a data config and discovery frame (class names, count and source checked).
+    """MultilabelEncoding of a data config and discovery frame (class names, count and source checked); the
+    frame's masks are per-class folders (any `data.mask` but auto or multilabel is refused) or, with
+    `data.mask: multilabel`, multi-channel files.
 
     Raises:
         ReadError: class names that do not fit the class folders or the channel count, naming the key.
@@ -183,6 +221,9 @@ def multilabel_encoding(config, frame):
     names = config.get("class_names")
     num_classes = config.get("num_classes")
     folders = is_class_folder_mask(first)
+    if folders and config.get("mask", "auto") not in ("auto", MULTILABEL):
+        raise ReadError(f"{pathlib.Path(first.split(os.pathsep)[0]).parent.parent}: per-class mask folders hold "
+                        f"multi-label masks; set data.mask: multilabel (or auto), not {config['mask']}")
     if folders:
         found = [pathlib.Path(p).parent.name for p in first.split(os.pathsep)]
         names = [str(n) for n in names] if names else found
@@ -201,8 +242,12 @@ def multilabel_encoding(config, frame):
         raise ReadError(f"data.num_classes is {num_classes} but there are {len(names)} classes: {', '.join(names)}")
     if len(set(names)) != len(names):
         raise ReadError(f"data.class_names: names repeat: {', '.join(names)}")
+    missing = config.get("missing_class_masks", "error")
+    if missing not in ("error", "empty"):
+        raise ReadError(f"data.missing_class_masks must be error or empty, got {missing!r}")
     return MultilabelEncoding(num_classes=len(names), class_names=tuple(names), folders=folders,
-                              void=config.get("void"), threshold=config.get("threshold", 127))
+                              void=config.get("void"), threshold=config.get("threshold", 127),
+                              missing_empty=missing == "empty")
 
 
 def is_multilabel(encoding):

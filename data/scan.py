@@ -29,7 +29,7 @@ class ScanResult:
 def mask_encoding(config, frame):
     """Build the MaskEncoding from the data config, inferring kind and class count where they are "auto"/None."""
     kind = config.get("mask", "auto")
-    if kind == MULTILABEL or (kind == "auto" and is_class_folder_mask(frame["mask"].iloc[0])):
+    if kind == MULTILABEL or is_class_folder_mask(frame["mask"].iloc[0]):
         return multilabel_encoding(config, frame)
     palette = read_palette(config["palette"]) if config.get("palette") else None
     void = config.get("void")

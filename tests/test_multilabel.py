@@ -71,6 +71,9 @@ def test_class_names_choose_and_order_the_folders(folders):
     np.testing.assert_array_equal(encoding.read(frame["mask"].iloc[0]), _truth(0)[..., 1:])
     with pytest.raises(ReadError, match=r"data.class_names: no class folder car .*class folders: box, disc"):
         mask_encoding({"mask": "multilabel", "class_names": ["car"]}, frame)
+    with pytest.raises(ReadError, match=r"masks: per-class mask folders hold multi-label masks; set data.mask: "
+                                         r"multilabel \(or auto\), not binary"):
+        mask_encoding({"mask": "binary"}, frame)
 
 
 def test_pipeline_yields_exact_multi_hot_targets_with_void_and_padding(folders):
@@ -104,11 +107,40 @@ def test_augmentation_moves_every_channel_with_nearest_interpolation(folders):
     assert images[..., 1][eroded].min() > 0.6
 
 
-def test_missing_class_mask_is_reported(tmp_path):
-    root = write_class_folders(tmp_path / "d", count=2)
+def test_missing_class_mask_is_reported_or_read_as_absent(tmp_path):
+    root = write_class_folders(tmp_path / "d", count=3)
     (root / "masks" / "disc" / "s1.png").unlink()
-    with pytest.raises(DatasetError, match=r"s1.png: image has no mask in class folder .*disc"):
+    (root / "masks" / "box" / "extra.png").write_bytes((root / "masks" / "box" / "s0.png").read_bytes())
+    with pytest.raises(DatasetError, match=r"extra.png: mask has no image in .*images"):
         discover(root)
+    (root / "masks" / "box" / "extra.png").unlink()
+    frame = discover(root, val_fraction=0.0)
+    encoding = mask_encoding({"mask": "auto", "void": VOID}, frame)
+    assert scan(frame, encoding, 3).problems == [
+        f"{root / 'masks' / 'disc' / 's1.png'}: no mask in class folder disc (an absent class needs an all-zero "
+        "mask, or set data.missing_class_masks: empty)"]
+    encoding = mask_encoding({"mask": "auto", "void": VOID, "missing_class_masks": "empty"}, frame)
+    expected = _truth(1)
+    expected[..., 1] = 0
+    np.testing.assert_array_equal(encoding.read(frame["mask"].iloc[1]), expected)
+
+
+def test_class_masks_named_with_a_folder_suffix(tmp_path):
+    """IDRiD style: images/IDRiD_01.jpg, masks/MA/IDRiD_01_MA.tif (colour TIFF), masks/HE/IDRiD_01_HE.tif."""
+    (tmp_path / "images").mkdir()
+    for name in ("MA", "HE"):
+        (tmp_path / "masks" / name).mkdir(parents=True)
+    truth = _truth(0)
+    for i in (1, 2):
+        cv2.imwrite(str(tmp_path / "images" / f"IDRiD_0{i}.jpg"), _image(truth))
+        for c, name in ((0, "MA"), (1, "HE")):
+            red = np.zeros((*SIZE, 3), np.uint8)
+            red[..., 0] = (truth[..., c] == 1) * 255
+            tifffile.imwrite(tmp_path / "masks" / name / f"IDRiD_0{i}_{name}.tif", red, photometric="rgb")
+    frame = discover(tmp_path, val_fraction=0.0)
+    encoding = mask_encoding({"mask": "auto"}, frame)
+    assert encoding.class_names == ("HE", "MA")
+    np.testing.assert_array_equal(encoding.read(frame["mask"].iloc[1]), np.where(truth == 1, 1, 0)[..., ::-1])
 
 
 @pytest.mark.parametrize("layout", ["YXS", "CYX"])
