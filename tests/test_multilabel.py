@@ -448,16 +448,22 @@ def test_threshold_is_refused_for_multiclass_runs(ml_run, folders, tmp_path, cap
     assert "--threshold applies to multi-label runs only" in capsys.readouterr().err
 
 
-def test_tflite_export_ends_in_a_sigmoid(ml_run, folders, tmp_path):
+def test_export_ends_in_a_sigmoid(ml_run, folders, tmp_path):
     import keras
+    import tensorflow as tf
 
     from app.core.export import LiteRTModel, export_run
     from data.masks import read_image
 
-    table = export_run(ml_run, ["tflite-fp32"], tmp_path, latency_runs=1)
-    assert table["passed"].all() and table["agreement_pct"].iloc[1] > 99
-    litert = LiteRTModel(tmp_path / "model_fp32.tflite")
-    crop = read_image(folders / "images" / "s0.png")[None, :, :64]
-    probabilities = litert.predict_on_batch(crop)
+    table = export_run(ml_run, ["savedmodel", "tflite-fp32"], tmp_path, latency_runs=1)
+    assert table["passed"].all() and (table["agreement_pct"] > 99).all()
     model = keras.saving.load_model(ml_run / "model.keras", compile=False)
-    np.testing.assert_allclose(probabilities, _sigmoid(np.asarray(model.predict_on_batch(crop))), atol=1e-4)
+    crop = read_image(folders / "images" / "s0.png")[None, :, :64]
+    expected = _sigmoid(np.asarray(model.predict_on_batch(crop)))
+    np.testing.assert_allclose(LiteRTModel(tmp_path / "model_fp32.tflite").predict_on_batch(crop), expected,
+                               atol=1e-4)
+    serve = tf.saved_model.load(str(tmp_path / "savedmodel")).signatures["serving_default"]
+    result = serve(images=tf.constant(np.round(crop * 255).astype(np.uint8)))
+    assert result["mask"].dtype == tf.uint8 and result["mask"].shape == (1, 64, 64, 2)
+    np.testing.assert_array_equal(result["mask"].numpy(), result["probabilities"].numpy() > 0.5)
+    np.testing.assert_allclose(result["probabilities"].numpy(), expected, atol=1e-4)
