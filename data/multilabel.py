@@ -9,7 +9,7 @@ Two ways to store them:
 A class mask pixel is the class where its value is above `data.threshold` (127), or above 0 in 0/1 masks; a
 pixel equal to `data.void` is void for that class. Decoded targets are uint8 (H, W, C) with 0, 1 and
 IGNORE_INDEX (void, and padding in the pipeline); losses and metrics skip IGNORE_INDEX per pixel and class.
-In a discovery frame, a per-class-folder sample's `mask` holds its class files joined by `os.pathsep`.
+In a discovery frame, a per-class-folder sample's `mask` holds its class files, each followed by `os.pathsep`.
 """
 import dataclasses
 import os
@@ -81,12 +81,17 @@ def pair_class_folders(image_dir, mask_dir, problems):
         matched, unmatched, pattern = _class_files(folder, set(images))
         problems += [f"{path}: mask has no image in {image_dir}" for path in unmatched]
         columns.append({stem: matched.get(stem, folder / f"{stem}{pattern}") for stem in images})
-    return [{"image": str(images[s]), "mask": os.pathsep.join(str(column[s]) for column in columns),
+    return [{"image": str(images[s]), "mask": "".join(f"{column[s]}{os.pathsep}" for column in columns),
              "instances": None} for s in sorted(images)]
 
 
 def is_class_folder_mask(cell):
-    return isinstance(cell, str) and os.pathsep in cell
+    return isinstance(cell, str) and cell.endswith(os.pathsep)
+
+
+def class_mask_paths(cell):
+    """The class mask paths of a per-class-folder `mask` cell."""
+    return [p for p in cell.split(os.pathsep) if p]
 
 
 def read_plane(path):
@@ -179,10 +184,10 @@ class MultilabelEncoding:
             ReadError: naming the file: unreadable, a class folder missing, sizes that disagree, too few channels.
         """
         if self.folders:
-            files = {pathlib.Path(p).parent.name: p for p in str(path).split(os.pathsep)}
+            files = {pathlib.Path(p).parent.name: p for p in class_mask_paths(path)}
             missing = [n for n in self.class_names if n not in files]
             if missing:
-                raise ReadError(f"{path.split(os.pathsep)[0]}: no class folder {', '.join(missing)} "
+                raise ReadError(f"{class_mask_paths(path)[0]}: no class folder {', '.join(missing)} "
                                 f"(found {', '.join(files)}); check data.class_names")
             planes = self._read_planes([files[name] for name in self.class_names])
             for name, plane in zip(self.class_names, planes):
@@ -222,10 +227,10 @@ def multilabel_encoding(config, frame):
     num_classes = config.get("num_classes")
     folders = is_class_folder_mask(first)
     if folders and config.get("mask", "auto") not in ("auto", MULTILABEL):
-        raise ReadError(f"{pathlib.Path(first.split(os.pathsep)[0]).parent.parent}: per-class mask folders hold "
+        raise ReadError(f"{pathlib.Path(class_mask_paths(first)[0]).parent.parent}: per-class mask folders hold "
                         f"multi-label masks; set data.mask: multilabel (or auto), not {config['mask']}")
     if folders:
-        found = [pathlib.Path(p).parent.name for p in first.split(os.pathsep)]
+        found = [pathlib.Path(p).parent.name for p in class_mask_paths(first)]
         names = [str(n) for n in names] if names else found
         unknown = [n for n in names if n not in found]
         if unknown:

@@ -107,6 +107,17 @@ def test_augmentation_moves_every_channel_with_nearest_interpolation(folders):
     assert images[..., 1][eroded].min() > 0.6
 
 
+def test_one_class_folder_is_multilabel_too(tmp_path):
+    root = write_class_folders(tmp_path / "d", count=2)
+    for file in (root / "masks" / "box").iterdir():
+        file.unlink()
+    (root / "masks" / "box").rmdir()
+    frame = discover(root, val_fraction=0.0)
+    encoding = mask_encoding({"mask": "auto"}, frame)
+    assert encoding.kind == "multilabel" and encoding.class_names == ("disc",)
+    np.testing.assert_array_equal(encoding.read(frame["mask"].iloc[1]), _truth(1)[..., 1:])
+
+
 def test_missing_class_mask_is_reported_or_read_as_absent(tmp_path):
     root = write_class_folders(tmp_path / "d", count=3)
     (root / "masks" / "disc" / "s1.png").unlink()
