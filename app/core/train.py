@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from app.core import multilabel
 from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
                            atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
 from app.core.distribute import distribute_dataset, replicas
 from app.core.evaluate import confusion_matrix_on, scores_table
-from app.core import multilabel
 from app.core.plots import plot_curves
 from data.discovery import DatasetError, discover
 from data.masks import IGNORE_INDEX
