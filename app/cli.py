@@ -37,6 +37,8 @@ def add_prediction_options(parser):
                         help="tile blending weights (default gaussian)")
     parser.add_argument("--tta", action="store_true",
                         help="average over the flips the run trained with (augment.hflip/vflip)")
+    parser.add_argument("--threshold", type=float,
+                        help="multi-label runs: a class is present where its probability is above it (default 0.5)")
 
 
 def prediction_options(parser, args):
@@ -45,4 +47,6 @@ def prediction_options(parser, args):
         parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.tile and min(args.tile) < 1:
         parser.error(f"--tile sides must be positive, got {args.tile}")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        parser.error(f"--threshold must be in (0, 1), got {args.threshold}")
     return dict(tile=args.tile, overlap=args.overlap, blend=args.blend, tta=args.tta)

@@ -5,6 +5,8 @@ share), per_image.csv, confusion_matrix.csv and .png (row-normalised), overlays/
 images by per-image mIoU, summary.json (mIoU, pixel accuracy, mean class accuracy, frequency-weighted IoU)
 and report.html, one self-contained page. The split is the one training used (same seed and fraction).
 Images are predicted as `app.predict` does, with the same --tile/--overlap/--blend/--tta options.
+Multi-label runs (data.mask: multilabel) get per-class IoU, Dice, precision and recall at --threshold (0.5),
+with per_class.csv, per_image.csv, summary.json and report.html.
 """
 import argparse
 import sys
@@ -33,7 +35,7 @@ def main(argv=None):
     from app.core.report import write_report
 
     write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
-                 options=args.options)
+                 options=args.options, threshold=args.threshold)
     return 0
 
 

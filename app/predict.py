@@ -2,7 +2,10 @@
 
 INPUT: image files or folders of images. For each image, DIR/<stem>.png is a class-index mask of the
 image's size; --colour adds DIR/colour/<stem>.png and --overlay DIR/overlay/<stem>.png; DIR/palette.csv
-lists class names and colours. Large images are tiled automatically (sliding window, blended logits);
+lists class names and colours. A multi-label run (config.yaml `data.mask: multilabel`) writes one binary
+mask (0/255) per class instead, DIR/<class>/<stem>.png (the per-class folder layout training reads), where
+the class probability is above --threshold (default 0.5); colour masks and overlays show the mean colour of
+the classes present. Large images are tiled automatically (sliding window, blended logits);
 --tile forces tiling. --model predicts with another .keras or .tflite file (the run still gives the config).
 """
 import argparse
@@ -61,6 +64,7 @@ def main(argv=None):
     import pandas as pd
     from tqdm import tqdm
 
+    from app.core import multilabel
     from app.core.inference import load_predictor, predict_labels
     from app.core.outputs import output_dir, write_image, write_text
     from app.core.palette import colourise, display_image, overlay
@@ -68,6 +72,13 @@ def main(argv=None):
 
     files = image_files(args.inputs)
     predictor = load_predictor(args.run, args.model)
+    if args.threshold is not None and not predictor.multilabel:
+        raise ValueError(f"{predictor.path}: --threshold applies to multi-label runs only (data.mask: multilabel)")
+    threshold = args.threshold or multilabel.DEFAULT_THRESHOLD
+    clash = [kind for kind in ("colour", "overlay") if getattr(args, kind) and kind in predictor.class_names]
+    if predictor.multilabel and clash:
+        raise ValueError(f"{args.out}: class {clash[0]!r} has the name of the --{clash[0]} folder; "
+                         f"leave out --{clash[0]}")
     out = output_dir(args.out)
     folders = {kind: output_dir(out / kind) for kind in ("colour", "overlay") if getattr(args, kind)}
     palette = pd.DataFrame(predictor.colours, columns=["r", "g", "b"])
@@ -75,6 +86,15 @@ def main(argv=None):
     write_text(out / "palette.csv", palette.to_csv(index=False))
     for file in tqdm(files, unit="image", disable=None):
         image = read_image(file, predictor.channels)
+        if predictor.multilabel:
+            masks = multilabel.predict_masks(predictor, image, threshold, **args.options)
+            multilabel.write_masks(out, file.stem, masks, predictor.class_names)
+            if "colour" in folders:
+                write_image(folders["colour"] / f"{file.stem}.png", multilabel.colourise(masks, predictor.colours))
+            if "overlay" in folders:
+                write_image(folders["overlay"] / f"{file.stem}.png",
+                            multilabel.overlay(display_image(image), masks, predictor.colours))
+            continue
         labels = predict_labels(predictor, image, **args.options)
         write_image(out / f"{file.stem}.png", labels)
         if "colour" in folders:

@@ -38,7 +38,7 @@ def parse_args(argv=None):
     parser.add_argument("--data", help="dataset folder or CSV file")
     parser.add_argument("--layout", choices=["auto", *LAYOUTS],
                         help="dataset layout (default auto: detected and printed, see docs/datasets.md)")
-    parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb"], help="mask encoding")
+    parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb", "multilabel"], help="mask encoding")
     parser.add_argument("--num-classes", type=int)
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="training crop size")
     parser.add_argument("--batch-size", type=int)

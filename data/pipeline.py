@@ -5,7 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import augment
-from data.masks import IGNORE_INDEX, read_image, read_instances, read_raw_mask
+from data.masks import IGNORE_INDEX, read_image, read_instances
+from data.multilabel import is_multilabel, read_mask
 from data.weight_maps import unet_border_weights
 
 
@@ -45,24 +46,30 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         cache: keep decoded images in memory after the first epoch.
         seed: shuffling and augmentation seed; the same seed gives the same batches.
 
-    Images are float32 in [0, 1]; masks int32 with void and padding as IGNORE_INDEX.
+    Images are float32 in [0, 1]; masks int32 with void and padding as IGNORE_INDEX. Multi-label encodings
+    (`data.multilabel`) yield float32 (H, W, C) multi-hot masks: 0, 1, and IGNORE_INDEX per pixel and class on
+    void and padding (no `one_hot`, no `border_weights`).
     """
     if training and crop_size is None:
         raise ValueError("training datasets need crop_size (H, W)")
+    multilabel = is_multilabel(encoding)
+    if multilabel and border_weights is not None:
+        raise ValueError("loss.border_weights needs class-index masks, not multi-label masks")
+    mask_shape = [encoding.num_classes] if multilabel else []
     paths = frame.reset_index(drop=True)
     use_instances = border_weights is not None and paths["instances"].notna().all()
 
     def load(index):
         row = paths.iloc[int(index)]
         image = read_image(row["image"], channels)
-        mask = encoding.decode(read_raw_mask(row["mask"]), row["mask"])
+        mask = read_mask(encoding, row["mask"])
         instances = read_instances(row["instances"]) if use_instances else np.zeros((0, 0), np.int32)
         return image, mask, instances
 
     def load_tf(index):
         image, mask, instances = tf.numpy_function(load, [index], [tf.float32, tf.uint8, tf.int32])
         image.set_shape([None, None, channels])
-        mask.set_shape([None, None])
+        mask.set_shape([None, None] + mask_shape)
         instances.set_shape([None, None])
         return image, mask, instances
 
@@ -86,10 +93,10 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         image, mask, weights = tf.numpy_function(apply, [*loaded, sample_seed], [tf.float32, tf.uint8, tf.float32])
         size = list(crop_size) if training else [None, None]
         image.set_shape(size + [channels])
-        mask.set_shape(size)
+        mask.set_shape(size + mask_shape)
         weights.set_shape(size)
-        mask = tf.cast(mask, tf.int32)
-        if one_hot:
+        mask = tf.cast(mask, tf.float32 if multilabel else tf.int32)
+        if one_hot and not multilabel:
             mask = tf.one_hot(mask, encoding.num_classes, dtype=tf.float32)
         return (image, mask, weights) if border_weights is not None else (image, mask)
 
@@ -104,6 +111,8 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         dataset = dataset.batch(batch_size)
     else:
         mask_pad = tf.constant(0.0) if one_hot else tf.constant(IGNORE_INDEX, tf.int32)
+        if multilabel:
+            mask_pad = tf.constant(float(IGNORE_INDEX))
         padding = (tf.constant(0.0), mask_pad, tf.constant(0.0))[: 3 if border_weights is not None else 2]
         dataset = dataset.padded_batch(batch_size, padding_values=padding)
     return dataset.prefetch(tf.data.AUTOTUNE)

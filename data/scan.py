@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 
 from data.discovery import DatasetError
-from data.masks import IGNORE_INDEX, MaskEncoding, ReadError, read_palette, read_raw_image, read_raw_mask, to_channels
+from data.masks import MaskEncoding, ReadError, read_palette, read_raw_image, read_raw_mask, to_channels
+from data.multilabel import (MULTILABEL, empty_class_problems, is_class_folder_mask, is_multilabel,
+                             multilabel_encoding, pixel_counts, read_mask)
 
 
 @dataclasses.dataclass
@@ -27,6 +29,8 @@ class ScanResult:
 def mask_encoding(config, frame, facts=None):
     """Build the MaskEncoding from the data config, inferring kind and class count where they are "auto"/None."""
     kind = config.get("mask", "auto")
+    if kind == MULTILABEL or is_class_folder_mask(frame["mask"].iloc[0]):
+        return multilabel_encoding(config, frame)
     palette = read_palette(config["palette"]) if config.get("palette") else None
     void = config.get("void")
     if kind == "auto":
@@ -74,14 +78,14 @@ def _check_row(row, encoding, channels):
         problems.append(str(err))
         image = None
     try:
-        labels = encoding.decode(read_raw_mask(row.mask), row.mask)
+        labels = read_mask(encoding, row.mask)
     except ReadError as err:
         problems.append(str(err))
         return record, None, problems
-    if image is not None and image.shape[:2] != labels.shape:
+    if image is not None and image.shape[:2] != labels.shape[:2]:
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
                         f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
-    counts = np.bincount(labels.ravel(), minlength=IGNORE_INDEX + 1)
+    counts = pixel_counts(labels)
     return record, counts, problems
 
 
@@ -110,7 +114,9 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
                          "image_pixels": int(totals[present].sum()), "images": int(present.sum())})
     counts = pd.DataFrame(rows, columns=["split", "class", "pixels", "image_pixels", "images"])
     used = counts.groupby("class", sort=False)["pixels"].sum().to_numpy() > 0
-    if not problems and used.any() and encoding.kind != "rgb":
+    if not problems and is_multilabel(encoding):
+        problems += empty_class_problems(counts, encoding)
+    elif not problems and used.any() and encoding.kind != "rgb":
         highest = int(np.flatnonzero(used).max())
         if highest < num_classes - 1:
             problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "

@@ -155,6 +155,12 @@ def _overlap_loss(y_true, y_pred, sample_weight, from_logits, ignore_class, clas
     cw = _class_vector(class_weights, num_classes)
     if cw is not None:
         keep = keep * cw
+    return _reduce_overlap(tp, pred_sum, true_sum, keep, average, smooth, score_fn)
+
+
+def _reduce_overlap(tp, pred_sum, true_sum, keep, average, smooth, score_fn):
+    """1 - score of per-class soft counts: pooled over classes (micro), or the `keep`-weighted mean over the
+    classes with true pixels (macro)."""
     if _check_average(average) == "micro":
         tp, pred_sum, true_sum = (ops.sum(keep * v) for v in (tp, pred_sum, true_sum))
         return 1.0 - score_fn(tp, pred_sum, true_sum, smooth)
@@ -407,3 +413,183 @@ def get_loss(name, num_classes=None, ignore_class=None, class_weights=None, **op
     if class_weights is not None and num_classes is not None and len(class_weights) != num_classes:
         raise ValueError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
     return LOSSES[name](ignore_class=ignore_class, class_weights=class_weights, **options)
+
+
+# Multi-label losses: C independent sigmoid outputs (classes may overlap), as segmentation_models.pytorch's
+# mode="multilabel". `y_true` is multi-hot (B, H, W, C): 0 or 1 per pixel and class; any other value (the
+# pipeline's IGNORE_INDEX for void and padding) leaves that pixel and class out of the loss.
+
+def multilabel_targets(y_true, sample_weight=None):
+    """(targets, valid, weight) float32 (B, H, W, C): 0/1 targets (0 on void), 1 on valid elements, and the
+    valid mask times the pixel weight (`sample_weight` (B, H, W), or 1)."""
+    y_true = ops.cast(y_true, "float32")
+    valid = ops.cast(ops.logical_or(y_true == 0.0, y_true == 1.0), "float32")
+    weight = valid
+    if sample_weight is not None:
+        weight = weight * pixel_weights(sample_weight, ops.shape(valid)[:3])[..., None]
+    return y_true * valid, valid, weight
+
+
+def multilabel_logits(y_pred, from_logits=True):
+    """float32 logits z of sigmoid outputs; probabilities (`from_logits=False`) become log(p / (1 - p))."""
+    y_pred = ops.cast(y_pred, "float32")
+    if from_logits:
+        return y_pred
+    p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    return ops.log(p) - ops.log(1.0 - p)
+
+
+def _multilabel_pixel_loss(y_true, y_pred, sample_weight, from_logits, class_weights, label_smoothing, gamma,
+                           alpha):
+    """sum w_map w_c l / sum w_c over valid (pixel, class) elements; l = binary focal/cross-entropy term."""
+    z = multilabel_logits(y_pred, from_logits)
+    targets, valid, weight = multilabel_targets(y_true, sample_weight)
+    soft = targets * (1.0 - label_smoothing) + (1.0 - targets) * label_smoothing
+    loss = soft * ops.softplus(-z) + (1.0 - soft) * ops.softplus(z)
+    if gamma:
+        loss = ops.power(ops.maximum(1.0 - ops.exp(-loss), 0.0), gamma) * loss
+    if alpha is not None:
+        loss = loss * (alpha * targets + (1.0 - alpha) * (1.0 - targets))
+    cw = _class_vector(class_weights, z.shape[-1])
+    w_cls = valid if cw is None else valid * cw
+    return _safe_divide(ops.sum(w_cls * weight * loss), ops.sum(w_cls))
+
+
+def multilabel_bce(y_true, y_pred, sample_weight=None, from_logits=True, class_weights=None, label_smoothing=0.0):
+    """Binary cross-entropy per pixel and class, mean over the valid elements.
+
+    BCE = sum w_map(x) w_c bce_c(x) / sum w_c over valid (x, c), bce = -y log p - (1 - y) log(1 - p),
+    p = sigmoid(z) (computed as softplus, stable for any logit). Label smoothing turns targets 1/0 into
+    1 - s / s (smp's `smooth_factor`). Without void elements this is smp's `SoftBCEWithLogitsLoss`; with
+    void, smp still divides by all elements, we divide by the valid ones.
+    """
+    return _multilabel_pixel_loss(y_true, y_pred, sample_weight, from_logits, class_weights, label_smoothing,
+                                  0.0, None)
+
+
+def multilabel_focal_loss(y_true, y_pred, sample_weight=None, gamma=2.0, alpha=None, from_logits=True,
+                          class_weights=None):
+    """Binary focal loss per pixel and class (Lin et al. 2017): (1 - p_t)^gamma bce, p_t = exp(-bce), times
+    alpha y + (1 - alpha)(1 - y) when `alpha` is set; mean over valid elements as `multilabel_bce`, which is
+    smp's `FocalLoss(mode="multilabel")` (void elements dropped)."""
+    return _multilabel_pixel_loss(y_true, y_pred, sample_weight, from_logits, class_weights, 0.0, gamma, alpha)
+
+
+def _multilabel_overlap(y_true, y_pred, sample_weight, from_logits, class_weights, average, smooth, score_fn,
+                        squared=False):
+    z = multilabel_logits(y_pred, from_logits)
+    probs = ops.sigmoid(z)
+    targets, _, weight = multilabel_targets(y_true, sample_weight)
+    axes = (0, 1, 2)
+    tp = ops.sum(weight * probs * targets, axis=axes)
+    pred_sum = ops.sum(weight * (ops.square(probs) if squared else probs), axis=axes)
+    true_sum = ops.sum(weight * targets, axis=axes)
+    keep = _class_vector(class_weights, z.shape[-1])
+    keep = ops.ones((z.shape[-1],), "float32") if keep is None else keep
+    return _reduce_overlap(tp, pred_sum, true_sum, keep, average, smooth, score_fn)
+
+
+def multilabel_dice_loss(y_true, y_pred, sample_weight=None, from_logits=True, squared=False, average="macro",
+                         smooth=1.0, class_weights=None):
+    """1 - soft Dice per class over sigmoid probabilities, batch sums: Dice_c = (2 TP_c + s) / (P_c + T_c + s).
+
+    TP_c = sum w p_c y_c, P_c = sum w p_c, T_c = sum w y_c over the batch's valid pixels of class c (void
+    elements excluded from all three). macro: class-weighted mean of 1 - Dice_c over the classes with true
+    pixels in the batch; micro: one Dice of the pooled counts. smp's `DiceLoss(mode="multilabel", smooth=s)`
+    is the same per class, but averages over all C classes with 0 for absent ones: equal when every class is
+    present in the batch.
+    """
+    return _multilabel_overlap(y_true, y_pred, sample_weight, from_logits, class_weights, average, smooth,
+                               _dice_score, squared)
+
+
+def multilabel_tversky_loss(y_true, y_pred, sample_weight=None, alpha=0.5, beta=0.5, from_logits=True,
+                            average="macro", smooth=1.0, class_weights=None):
+    """1 - Tversky index per class over sigmoid probabilities; counts and averaging as `multilabel_dice_loss`."""
+    def score(tp, pred_sum, true_sum, s):
+        return _safe_divide(tp + s, tp + alpha * (pred_sum - tp) + beta * (true_sum - tp) + s)
+
+    return _multilabel_overlap(y_true, y_pred, sample_weight, from_logits, class_weights, average, smooth, score)
+
+
+def multilabel_dice_bce(y_true, y_pred, sample_weight=None, dice_weight=0.5, ce_weight=None, from_logits=True,
+                        class_weights=None, label_smoothing=0.0, squared=False, average="macro", smooth=1.0):
+    """ce_weight * `multilabel_bce` + dice_weight * `multilabel_dice_loss`; ce_weight defaults to 1 - dice_weight."""
+    ce_weight = 1.0 - dice_weight if ce_weight is None else ce_weight
+    common = dict(sample_weight=sample_weight, from_logits=from_logits, class_weights=class_weights)
+    return (ce_weight * multilabel_bce(y_true, y_pred, label_smoothing=label_smoothing, **common)
+            + dice_weight * multilabel_dice_loss(y_true, y_pred, squared=squared, average=average, smooth=smooth,
+                                                 **common))
+
+
+@keras.saving.register_keras_serializable(package="segkit")
+class MultilabelBCE(SegmentationLoss):
+    """Binary cross-entropy per pixel and class for sigmoid outputs; see `multilabel_bce`."""
+
+    def __init__(self, from_logits=True, class_weights=None, label_smoothing=0.0, name="multilabel_bce"):
+        super().__init__(multilabel_bce, name=name, from_logits=from_logits, class_weights=class_weights,
+                         label_smoothing=label_smoothing)
+
+
+@keras.saving.register_keras_serializable(package="segkit")
+class MultilabelDiceLoss(SegmentationLoss):
+    """1 - soft Dice per class over sigmoid probabilities; see `multilabel_dice_loss`."""
+
+    def __init__(self, from_logits=True, squared=False, average="macro", smooth=1.0, class_weights=None,
+                 name="multilabel_dice_loss"):
+        _check_average(average)
+        super().__init__(multilabel_dice_loss, name=name, from_logits=from_logits, squared=squared,
+                         average=average, smooth=smooth, class_weights=class_weights)
+
+
+@keras.saving.register_keras_serializable(package="segkit")
+class MultilabelFocalLoss(SegmentationLoss):
+    """Binary focal loss per pixel and class; see `multilabel_focal_loss`."""
+
+    def __init__(self, gamma=2.0, alpha=None, from_logits=True, class_weights=None, name="multilabel_focal_loss"):
+        super().__init__(multilabel_focal_loss, name=name, gamma=gamma, alpha=alpha, from_logits=from_logits,
+                         class_weights=class_weights)
+
+
+@keras.saving.register_keras_serializable(package="segkit")
+class MultilabelTverskyLoss(SegmentationLoss):
+    """1 - Tversky index per class over sigmoid probabilities; see `multilabel_tversky_loss`."""
+
+    def __init__(self, alpha=0.5, beta=0.5, from_logits=True, average="macro", smooth=1.0, class_weights=None,
+                 name="multilabel_tversky_loss"):
+        _check_average(average)
+        super().__init__(multilabel_tversky_loss, name=name, alpha=alpha, beta=beta, from_logits=from_logits,
+                         average=average, smooth=smooth, class_weights=class_weights)
+
+
+@keras.saving.register_keras_serializable(package="segkit")
+class MultilabelDiceBCE(SegmentationLoss):
+    """Weighted sum of `MultilabelBCE` and `MultilabelDiceLoss`; see `multilabel_dice_bce`."""
+
+    def __init__(self, dice_weight=0.5, ce_weight=None, from_logits=True, class_weights=None, label_smoothing=0.0,
+                 squared=False, average="macro", smooth=1.0, name="multilabel_dice_bce"):
+        _check_average(average)
+        super().__init__(multilabel_dice_bce, name=name, dice_weight=dice_weight, ce_weight=ce_weight,
+                         from_logits=from_logits, class_weights=class_weights, label_smoothing=label_smoothing,
+                         squared=squared, average=average, smooth=smooth)
+
+
+MULTILABEL_LOSSES = {
+    "ce": MultilabelBCE,
+    "bce": MultilabelBCE,
+    "dice": MultilabelDiceLoss,
+    "dice_ce": MultilabelDiceBCE,
+    "dice_bce": MultilabelDiceBCE,
+    "focal": MultilabelFocalLoss,
+    "tversky": MultilabelTverskyLoss,
+}
+"""Multi-label forms by name; the multi-class names ce, dice_ce, dice, focal and tversky map to them."""
+
+
+def get_multilabel_loss(name, num_classes=None, class_weights=None, **options):
+    """Multi-label loss instance by name (see `MULTILABEL_LOSSES`); `num_classes` checks `class_weights`."""
+    if name not in MULTILABEL_LOSSES:
+        raise KeyError(f"loss {name!r} has no multi-label form; valid names: {', '.join(MULTILABEL_LOSSES)}")
+    if class_weights is not None and num_classes is not None and len(class_weights) != num_classes:
+        raise ValueError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
+    return MULTILABEL_LOSSES[name](class_weights=class_weights, **options)

@@ -36,6 +36,7 @@ DEFAULTS = {
         "resize": None,
         "cache": "auto",
         "one_hot": False,
+        "missing_class_masks": "error",
     },
     "augment": dict(DEFAULT_AUGMENT),
     "model": {"name": "unet", "depth": 4, "base_filters": 16, "batch_norm": True, "dropout": 0.0,

@@ -1,6 +1,7 @@
 """Export a trained run to SavedModel (TF Serving) and LiteRT .tflite (fp32, fp16, int8), with a parity report.
 
-Every exported graph ends in a softmax, so it returns probabilities. The SavedModel takes uint8 images of any
+Every exported graph ends in a softmax (a sigmoid per class for multi-label runs, `data.mask: multilabel`), so
+it returns probabilities. The SavedModel takes uint8 images of any
 size (padded to the model's divisor inside the graph); the .tflite files take one float image in [0, 1] (fp32,
 fp16) or one quantised uint8 image (int8) of a fixed size. `LiteRTModel` runs a .tflite file like a Keras model.
 """
@@ -24,7 +25,9 @@ from app.core.config import model_options
 from app.core.evaluate import confusion_matrix, scores_table, sparse_labels
 from app.core.train import prepare_data
 from data.masks import IGNORE_INDEX
+from data.multilabel import MULTILABEL
 from models.layers import MaxPoolingWithArgmax2D, _to_windows
+from models.multilabel_metrics import multilabel_counts, multilabel_scores
 from models.registry import required_divisor
 
 FORMATS = ("savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8")
@@ -121,14 +124,16 @@ def load_run(run_dir):
     return config, model
 
 
-def serving_archive(model, divisor, size=None):
+def serving_archive(model, divisor, size=None, multilabel=False):
     """ExportArchive whose `serving_default` maps uint8 images (B, H, W, C) to `mask` and `probabilities`.
 
     Height and width are free unless the model or `size` fixes them: images are padded bottom/right to a
-    multiple of `divisor` inside the graph and the outputs cropped back.
+    multiple of `divisor` inside the graph and the outputs cropped back. `multilabel`: sigmoid probabilities
+    and a (B, H, W, classes) uint8 `mask` of 0/1 (probability above 0.5) instead of the argmax.
     """
     height, width = size or model.input_shape[1:3]
     mask_dtype = tf.uint8 if model.output_shape[-1] <= 256 else tf.int32
+    activation = tf.nn.sigmoid if multilabel else tf.nn.softmax
 
     def serve(images):
         x = tf.cast(images, tf.float32) / 255.0
@@ -136,9 +141,11 @@ def serving_archive(model, divisor, size=None):
             shape = tf.shape(x)[1:3]
             pad = -shape % divisor
             x = tf.pad(x, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]])
-            probabilities = tf.nn.softmax(model(x, training=False)[:, : shape[0], : shape[1]])
+            probabilities = activation(model(x, training=False)[:, : shape[0], : shape[1]])
         else:
-            probabilities = tf.nn.softmax(model(x, training=False))
+            probabilities = activation(model(x, training=False))
+        if multilabel:
+            return {"mask": tf.cast(probabilities > 0.5, tf.uint8), "probabilities": probabilities}
         return {"mask": tf.cast(tf.argmax(probabilities, -1), mask_dtype), "probabilities": probabilities}
 
     archive = keras.export.ExportArchive()
@@ -148,14 +155,16 @@ def serving_archive(model, divisor, size=None):
     return archive
 
 
-def export_savedmodel(model, path, divisor, size, log=print):
+def export_savedmodel(model, path, divisor, size, log=print, multilabel=False):
     """Write the `serving_archive` to `path` atomically; fixed to `size` when a layer cannot take free sizes."""
     try:
-        _atomic_dir(path, functools.partial(serving_archive(model, divisor).write_out, verbose=False))
+        _atomic_dir(path, functools.partial(serving_archive(model, divisor, multilabel=multilabel).write_out,
+                                            verbose=False))
     except (TypeError, ValueError) as err:
         log(f"savedmodel: {str(err).splitlines()[0]} The layer cannot take free image sizes, so the serving "
             f"signature takes {size[0]}x{size[1]} images.")
-        _atomic_dir(path, functools.partial(serving_archive(model, divisor, size).write_out, verbose=False))
+        _atomic_dir(path, functools.partial(serving_archive(model, divisor, size, multilabel).write_out,
+                                            verbose=False))
 
 
 class LiteRTMaxPoolingWithArgmax2D(MaxPoolingWithArgmax2D):
@@ -185,12 +194,14 @@ def litert_compatible(model):
     return keras.models.clone_model(model, clone_function=swap)
 
 
-def tflite_archive(model, size):
-    """ExportArchive whose `serving_default` maps one float image (1, H, W, C) in [0, 1] to `probabilities`."""
+def tflite_archive(model, size, multilabel=False):
+    """ExportArchive whose `serving_default` maps one float image (1, H, W, C) in [0, 1] to `probabilities`
+    (softmax, or a sigmoid per class when `multilabel`)."""
+    activation = tf.nn.sigmoid if multilabel else tf.nn.softmax
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default",
-                         lambda image: {"probabilities": tf.nn.softmax(model(image, training=False))},
+                         lambda image: {"probabilities": activation(model(image, training=False))},
                          input_signature=[tf.TensorSpec((1, *size, model.input_shape[-1]), tf.float32, name="image")])
     return archive
 
@@ -277,23 +288,27 @@ def parity_data(config, size, calibration_images):
         prepared.encoding.num_classes
 
 
-def validation_tiles(dataset, size, batch_size):
+def validation_tiles(dataset, size, batch_size, multilabel=False):
     """(images, labels) chunks of `size` tiles cut from a batched (image, mask[, w]) dataset.
 
     Images are padded with zeros and labels with IGNORE_INDEX to a multiple of `size`; images are rounded to
-    1/255 steps (uint8 frames); tiles of padding only are dropped.
+    1/255 steps (uint8 frames); tiles of padding only are dropped. Labels are class indices (B, h, w), or the
+    multi-hot masks (B, h, w, C) when `multilabel`.
     """
     height, width = size
     for batch in dataset:
-        images, labels = np.round(batch[0].numpy() * 255) / 255, sparse_labels(batch[1].numpy())
+        images, labels = np.round(batch[0].numpy() * 255) / 255, batch[1].numpy()
+        labels = labels if multilabel else sparse_labels(labels)
+        classes = labels.shape[3:]
         pad = ((0, 0), (0, -images.shape[1] % height), (0, -images.shape[2] % width))
         images = np.pad(images, pad + ((0, 0),))
-        labels = np.pad(labels, pad, constant_values=IGNORE_INDEX)
+        labels = np.pad(labels, pad + ((0, 0),) * len(classes), constant_values=IGNORE_INDEX)
         rows, cols = images.shape[1] // height, images.shape[2] // width
         images = images.reshape(-1, rows, height, cols, width, images.shape[-1]).transpose(0, 1, 3, 2, 4, 5)
-        labels = labels.reshape(-1, rows, height, cols, width).transpose(0, 1, 3, 2, 4)
-        images, labels = images.reshape(-1, height, width, images.shape[-1]), labels.reshape(-1, height, width)
-        keep = (labels != IGNORE_INDEX).any((1, 2))
+        labels = labels.reshape(-1, rows, height, cols, width, *classes)
+        labels = labels.transpose(0, 1, 3, 2, 4, *range(5, labels.ndim)).reshape(-1, height, width, *classes)
+        images = images.reshape(-1, height, width, images.shape[-1])
+        keep = (labels != IGNORE_INDEX).reshape(len(labels), -1).any(1)
         images, labels = images[keep].astype(np.float32), labels[keep]
         for start in range(0, len(images), batch_size):
             yield images[start:start + batch_size], labels[start:start + batch_size]
@@ -304,13 +319,18 @@ def _softmax(logits):
     return exp / exp.sum(-1, keepdims=True)
 
 
-def predictors(model, paths, num_threads):
+def _sigmoid(logits):
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def predictors(model, paths, num_threads, multilabel=False):
     """{format: {threads: probabilities(float images)}} for Keras and each exported file.
 
     LiteRT files run with 1 thread and with `num_threads`; Keras and the SavedModel run on TensorFlow with its
     default threads, listed under `num_threads`.
     """
-    result = {"keras": {num_threads: lambda images: _softmax(np.asarray(model.predict_on_batch(images)))}}
+    activation = _sigmoid if multilabel else _softmax
+    result = {"keras": {num_threads: lambda images: activation(np.asarray(model.predict_on_batch(images)))}}
     for fmt, path in paths.items():
         if fmt == "savedmodel":
             serve = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -341,16 +361,19 @@ def _file_size(path):
 
 
 def parity_table(model, model_path, paths, tiles, class_names, num_classes, tolerances, latency_runs=20,
-                 num_threads=None):
+                 num_threads=None, multilabel=False):
     """One row per format (Keras first): size, mIoU on `tiles` and its drop, agreement with Keras, latency.
 
     Latency is per image at batch 1: LiteRT with 1 thread and with `num_threads` (default: all cores);
     Keras and the SavedModel run on TensorFlow with its default threads (reported under all threads).
+    `multilabel`: mIoU is the mean per-class IoU of probabilities above 0.5, and agreement counts the
+    (pixel, class) decisions that match Keras.
     """
     num_threads = num_threads or os.cpu_count()
-    run = predictors(model, paths, num_threads)
+    run = predictors(model, paths, num_threads, multilabel)
     one = {fmt: by_threads[num_threads] for fmt, by_threads in run.items()}
-    matrices = {fmt: np.zeros((num_classes, num_classes), np.int64) for fmt in one}
+    shape = (num_classes, 3) if multilabel else (num_classes, num_classes)
+    matrices = {fmt: np.zeros(shape, np.int64) for fmt in one}
     agree, pixels, max_diff = dict.fromkeys(one, 0), 0, dict.fromkeys(one, 0.0)
     first_image = None
     for images, labels in tiles:
@@ -360,13 +383,18 @@ def parity_table(model, model_path, paths, tiles, class_names, num_classes, tole
         pixels += int(valid.sum())
         for fmt, predict in one.items():
             probabilities = reference if fmt == "keras" else predict(images)
-            classes = probabilities.argmax(-1)
-            matrices[fmt] += confusion_matrix(labels, classes, num_classes)
-            agree[fmt] += int((classes == reference.argmax(-1))[valid].sum())
+            if multilabel:
+                matrices[fmt] += multilabel_counts(labels, probabilities)
+                agree[fmt] += int(((probabilities > 0.5) == (reference > 0.5))[valid].sum())
+            else:
+                classes = probabilities.argmax(-1)
+                matrices[fmt] += confusion_matrix(labels, classes, num_classes)
+                agree[fmt] += int((classes == reference.argmax(-1))[valid].sum())
             max_diff[fmt] = max(max_diff[fmt], float(np.abs(probabilities - reference).max()))
     rows = []
     for fmt in one:
-        miou = 100 * scores_table(matrices[fmt], class_names)[1]["miou"]
+        scores = multilabel_scores(matrices[fmt]) if multilabel else scores_table(matrices[fmt], class_names)[1]
+        miou = 100 * scores["miou"]
         latency = {threads: latency_ms(predict, first_image, latency_runs) for threads, predict in run[fmt].items()}
         rows.append({"format": fmt, "file": pathlib.Path(paths.get(fmt, model_path)).name,
                      "size_mb": _file_size(paths.get(fmt, model_path)), "miou_pct": miou,
@@ -407,6 +435,7 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
         raise ExportError(f"unknown format(s) {unknown}; valid formats are: {', '.join(FORMATS)}")
     run_dir = pathlib.Path(run_dir)
     config, model = load_run(run_dir)
+    multilabel = config["data"].get("mask") == MULTILABEL
     divisor = required_divisor(config["model"]["name"], **model_options(config))
     size = tuple(int(s) for s in (size or config["data"]["image_size"]))
     if any(s % divisor for s in size):
@@ -423,18 +452,18 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
     paths = {fmt: out / FILENAMES[fmt] for fmt in FORMATS if fmt in formats}
     if "savedmodel" in paths:
         log(f"exporting savedmodel -> {paths['savedmodel']}")
-        export_savedmodel(model, paths["savedmodel"], divisor, size, log)
+        export_savedmodel(model, paths["savedmodel"], divisor, size, log, multilabel)
     tflite = [fmt for fmt in paths if fmt.startswith("tflite")]
     with tempfile.TemporaryDirectory(dir=out, prefix=".float-graph-") as float_graph:
         if tflite:
-            tflite_archive(litert_compatible(model), size).write_out(float_graph, verbose=False)
+            tflite_archive(litert_compatible(model), size, multilabel).write_out(float_graph, verbose=False)
         for fmt in tflite:
             log(f"exporting {fmt} -> {paths[fmt]}")
             _atomic_bytes(paths[fmt], convert_tflite(float_graph, fmt, model, calibration))
 
-    tiles = validation_tiles(dataset, size, config["train"]["batch_size"])
+    tiles = validation_tiles(dataset, size, config["train"]["batch_size"], multilabel)
     table = parity_table(model, run_dir / "model.keras", paths, tiles, class_names, num_classes,
-                         {f: tolerances[f] for f in paths}, latency_runs, num_threads)
+                         {f: tolerances[f] for f in paths}, latency_runs, num_threads, multilabel)
     report = {"run": str(run_dir), "size": list(size), "split": split, "calibration_images": len(calibration),
               "num_threads": num_threads or os.cpu_count(),
               "formats": table.astype(object).where(table.notna(), None).to_dict("records")}

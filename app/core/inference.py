@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import yaml
 
-from app.core.palette import class_colours
+from app.core.palette import class_colours, default_palette
+from data.multilabel import MULTILABEL
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Padded images with more pixels than this are tiled automatically."""
@@ -47,6 +48,8 @@ class Predictor:
     input_size: tuple | None = None
     tta_flips: tuple = ((2,), (1,))
     """Array axes of the flips that test-time augmentation averages (2: left-right, 1: up-down)."""
+    multilabel: bool = False
+    """One sigmoid per class (config.yaml `data.mask: multilabel`): see `app.core.multilabel.predict_masks`."""
 
 
 def _read_config(run_dir):
@@ -125,11 +128,13 @@ def load_predictor(run_dir=None, model_path=None):
 
         divisor = required_divisor(config["model"]["name"], **model_options(config))
     resize = (config or {}).get("data", {}).get("resize")
+    multilabel = (config or {}).get("data", {}).get("mask") == MULTILABEL
     return Predictor(model=model, path=path, channels=channels, num_classes=num_classes, divisor=divisor,
                      class_names=_class_names(run_dir, config, num_classes),
-                     colours=class_colours(config, num_classes), config=config,
-                     resize=tuple(resize) if resize else None,
-                     input_size=tuple(input_size) if input_size else None, tta_flips=tta_flips(config))
+                     colours=default_palette(num_classes + 1)[1:] if multilabel else class_colours(config, num_classes),
+                     config=config, resize=tuple(resize) if resize else None,
+                     input_size=tuple(input_size) if input_size else None, tta_flips=tta_flips(config),
+                     multilabel=multilabel)
 
 
 def tta_flips(config):
@@ -271,5 +276,8 @@ def predict_image(predictor, image, tile=None, overlap=0.25, blend="gaussian", t
 
 
 def predict_labels(predictor, image, **options):
-    """(H, W) uint8 class indices: argmax of `predict_image`."""
+    """(H, W) uint8 class indices: argmax of `predict_image` (multi-class runs only)."""
+    if predictor.multilabel:
+        raise ValueError(f"{predictor.path}: a multi-label model has no class-index mask; use "
+                         "app.core.multilabel.predict_masks")
     return predict_image(predictor, image, **options).argmax(-1).astype(np.uint8)

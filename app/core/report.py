@@ -123,15 +123,23 @@ figure {{ margin: 0 0 1.5em 0; }}
 """
 
 
-def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=None, log=print):
+def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=None, threshold=None, log=print):
     """Evaluate a run on a split and write its report folder; returns (folder, summary dict).
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
-    `options` (tile, overlap, blend, tta) go to `app.core.inference.predict_labels`.
+    `options` (tile, overlap, blend, tta) go to `app.core.inference.predict_labels`. Multi-label runs get the
+    report of `app.core.multilabel.write_report` (per-class scores at `threshold`, default 0.5; no overlays).
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)
+    if predictor.multilabel:
+        from app.core import multilabel
+
+        return multilabel.write_report(predictor, run_dir, data, split, out, threshold or multilabel.DEFAULT_THRESHOLD,
+                                       options, log)
+    if threshold is not None:
+        raise ValueError(f"{run_dir}: --threshold applies to multi-label runs only (data.mask: multilabel)")
     config = copy.deepcopy(predictor.config)
     if data is not None:
         config["data"]["path"] = str(data)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from app.core import multilabel
 from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
                            atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
@@ -21,6 +22,7 @@ from app.core.plots import plot_curves
 from data.discovery import DatasetError
 from data.layouts import dataset_source, detection_line
 from data.masks import IGNORE_INDEX
+from data.multilabel import MULTILABEL, is_multilabel
 from data.pipeline import build_dataset
 from data.scan import mask_encoding, scan
 from models.class_weights import class_weights_from_frequencies
@@ -49,6 +51,8 @@ def class_names_for(config, encoding, facts=None):
     names = config["data"].get("class_names")
     if names:
         return [str(n) for n in names]
+    if is_multilabel(encoding):
+        return list(encoding.class_names)
     if facts is not None and facts.class_names and len(facts.class_names) == encoding.num_classes:
         return [str(n) for n in facts.class_names]
     if encoding.palette is not None:
@@ -170,12 +174,16 @@ def _optimizer(train, steps_per_epoch):
 def compile_model(model, config, prepared, class_weights=None):
     loss_config = {k: v for k, v in config["loss"].items() if k not in ("name", "class_weights", "border_weights")}
     num_classes = prepared.encoding.num_classes
-    loss = get_loss(config["loss"]["name"], num_classes=num_classes, ignore_class=IGNORE_INDEX,
-                    class_weights=None if class_weights is None else list(map(float, class_weights)), **loss_config)
+    if is_multilabel(prepared.encoding):
+        loss, metrics = multilabel.loss_and_metrics(config, prepared.class_names, class_weights)
+    else:
+        loss = get_loss(config["loss"]["name"], num_classes=num_classes, ignore_class=IGNORE_INDEX,
+                        class_weights=None if class_weights is None else list(map(float, class_weights)),
+                        **loss_config)
+        metrics = segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX)
     train = config["train"]
     steps = math.ceil((prepared.frame["split"] == "train").sum() / train["batch_size"])
-    model.compile(optimizer=_optimizer(train, steps), loss=loss,
-                  metrics=segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX),
+    model.compile(optimizer=_optimizer(train, steps), loss=loss, metrics=metrics,
                   jit_compile=train["jit_compile"], steps_per_execution=train["steps_per_execution"])
     return model
 
@@ -247,6 +255,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
                               f"{setup.count} replicas")
         prepared = prepare_data(config, runs_dir=runs_dir)
         log(detection_line(prepared.source, prepared.encoding))
+        if is_multilabel(prepared.encoding):
+            config = {**config, "data": {**config["data"], "mask": MULTILABEL}}
         for note in prepared.source.notes:
             log(f"note: {note}")
         counts = prepared.frame["split"].value_counts()
@@ -271,7 +281,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
     with atomic_path(run_dir / "metrics.json") as temp:
         temp.write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    log(f"validation: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f}")
+    second = ("pixel accuracy", "pixel_accuracy") if "pixel_accuracy" in metrics else ("mean Dice", "mean_dice")
+    log(f"validation: mIoU {metrics['miou']:.4f}, {second[0]} {metrics[second[1]]:.4f}")
     log(f"run folder: {run_dir}")
     return run_dir
 
@@ -333,6 +344,8 @@ def fit_callbacks(train, monitor, out_dir, resume_dir=None, initial_epoch=0, his
 
 def final_metrics(model, prepared):
     """Scores of `model` on the validation split (training split when there is none), as a JSON-able dict."""
+    if is_multilabel(prepared.encoding):
+        return multilabel.final_metrics(model, prepared)
     dataset = prepared.val if prepared.val is not None else prepared.train
     matrix = confusion_matrix_on(model, dataset.as_numpy_iterator(), prepared.encoding.num_classes)
     table, summary = scores_table(matrix, prepared.class_names)

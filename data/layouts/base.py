@@ -6,6 +6,8 @@ import pathlib
 import numpy as np
 import pandas as pd
 
+from data.multilabel import class_folders, pair_class_folders
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
@@ -168,9 +170,11 @@ def pair_folders(image_dir, mask_dir, options, problems, notes, instance_dir=Non
     suffix. Images without a mask are problems naming the fix, or with `extra_images="note"` one note (VOC
     JPEGImages/ holds many images without masks). Returns (rows, suffix description).
     """
+    same_folder = image_dir == mask_dir
+    if not same_folder and class_folders(mask_dir):
+        return pair_class_folders(image_dir, mask_dir, problems), "one mask per class folder"
     skipped = []
     images = image_files(image_dir, problems, skipped=skipped)
-    same_folder = image_dir == mask_dir
     masks = images if same_folder else image_files(mask_dir, problems, skipped=skipped)
     if skipped:
         notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
