@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from data.discovery import DatasetError
+from data.fingerprint import image_statistics
 from data.masks import IGNORE_INDEX, MaskEncoding, ReadError, read_palette, read_raw_image, read_raw_mask, to_channels
 
 
@@ -16,6 +17,8 @@ class ScanResult:
     files: pd.DataFrame
     class_counts: pd.DataFrame
     problems: list
+    image_stats: list = dataclasses.field(default_factory=list)
+    """Per file (files' order): `data.fingerprint.image_statistics`, or None where the pair could not be read."""
 
     def class_table(self, split="train"):
         """Per-class pixels, pixels of images containing the class, and pixel share, for one split."""
@@ -82,6 +85,8 @@ def _check_row(row, encoding, channels):
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
                         f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
     counts = np.bincount(labels.ravel(), minlength=IGNORE_INDEX + 1)
+    if not problems:
+        record["stats"] = image_statistics(image, labels, encoding.num_classes)
     return record, counts, problems
 
 
@@ -115,5 +120,6 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
         if highest < num_classes - 1:
             problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "
                             f"set num_classes: {highest + 1} or check the masks")
+    stats = [rec.pop("stats", None) for rec, _, _ in results]
     files = pd.DataFrame([rec for rec, _, _ in results])
-    return ScanResult(files=files, class_counts=counts, problems=problems)
+    return ScanResult(files=files, class_counts=counts, problems=problems, image_stats=stats)
