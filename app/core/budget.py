@@ -1,9 +1,11 @@
 """Wall-clock time budgets (`train.time_budget`, `--time-budget 30m`): epochs fitted from a timed warm-up.
 
-Before training, a warm-up fits a throw-away copy of the model for two short epochs of WARMUP_STEPS steps, each
-with a full validation pass, on the real pipeline. The second epoch gives the time per training step and per
-validation pass; the first epoch's excess is the one-off cost (graph tracing, XLA compilation) that the real
-first epoch pays again. `train.epochs` becomes the largest count whose whole run (all epochs with their
+Before training, a warm-up fits the model for two short epochs of WARMUP_STEPS steps, each with a full
+validation pass, on the real pipeline. The second epoch gives the time per training step and per validation
+pass; the first epoch's excess is the one-off cost (graph tracing, XLA compilation). On TensorFlow the warmed-up
+model is then reset (weights, optimizer state) and trained, so that cost is paid once: its cosine schedule reads
+its length from a variable set after the warm-up. On other backends the warm-up model is thrown away and the
+real first epoch pays the one-off cost again. `train.epochs` becomes the largest count whose whole run (all epochs with their
 validation, the one-off cost and the final evaluation) ends within SAFETY of the budget left, so the cosine
 schedule reaches its floor at the last epoch instead of being cut off.
 
@@ -26,6 +28,8 @@ from app.core.outputs import atomic_path
 WARMUP_STEPS = 3
 SAFETY = 0.93
 """Fraction of the remaining budget that the estimate may fill (the rest absorbs timing noise)."""
+MAX_WARMUP_SHARE = 0.1
+"""Learning-rate warm-up takes at most this share of the epochs a budget allows."""
 FINAL_OVERHEAD_S = 3.0
 """Seconds for loading the best model and plotting the curves after the last epoch."""
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -57,10 +61,12 @@ def format_duration(seconds):
 
 
 def comparable(config):
-    """The config as resume compares it: with a time budget, epochs were derived from it, so they do not count."""
+    """The config as resume compares it: with a time budget, the epochs (and warm-up epochs) were derived from it,
+    so they do not count."""
     config = json.loads(json.dumps(config))
     if config.get("train", {}).get("time_budget") is not None:
         config["train"].pop("epochs", None)
+        config["train"].pop("warmup_epochs", None)
     return config
 
 
@@ -86,6 +92,24 @@ class Estimate:
         return self.first_epoch_extra_s + epochs * self.epoch_s + self.final_s
 
 
+def _adjustable_schedule(optimizer):
+    """Give a CosineDecay learning rate variable warm-up and decay steps, so a train step traced now follows
+    lengths set later; returns the two variables, or None (other schedules, non-TensorFlow backends). The
+    schedule's saved config keeps plain numbers."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = getattr(inner, "_learning_rate", None)
+    if keras.backend.backend() != "tensorflow" or type(schedule) is not keras.optimizers.schedules.CosineDecay:
+        return None
+    plain = schedule.get_config
+    lengths = {key: keras.Variable(float(getattr(schedule, key)), trainable=False, name=f"budget_{key}")
+               for key in ("warmup_steps", "decay_steps")}
+    for key, variable in lengths.items():
+        setattr(schedule, key, variable)
+    schedule.get_config = lambda: {**plain(), **{key: int(keras.ops.convert_to_numpy(variable))
+                                                 for key, variable in lengths.items()}}
+    return lengths
+
+
 @dataclasses.dataclass
 class Budget:
     """A run's time budget: its size, when this process started on it and the time earlier processes used."""
@@ -95,6 +119,12 @@ class Budget:
     elapsed_before: float = 0.0
     estimate: Estimate | None = None
     epochs: int = 0
+    model: object = None
+    """The warmed-up, reset model that training continues with (None: build a new one)."""
+
+    def take_model(self):
+        model, self.model = self.model, None
+        return model
 
     def elapsed(self):
         return self.elapsed_before + time.monotonic() - self.started
@@ -132,13 +162,21 @@ class _WarmupTimer(keras.callbacks.Callback):
 
 
 def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
-    """Time two short epochs of a throw-away model on the real pipeline; returns an Estimate."""
+    """Time two short epochs of the model on the real pipeline; returns (Estimate, model, length).
+
+    The model comes back reset to its initial weights and optimizer state, with a schedule whose length is the
+    variable `length` (TensorFlow); model and length are None where the model cannot be reused.
+    """
     from app.core.distribute import distribute_dataset
     from app.core.train import build_model, compile_model, compute_class_weights
 
     with setup.scope():
         model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
                               compute_class_weights(config, prepared.class_table))
+        length = _adjustable_schedule(model.optimizer)
+        model.optimizer.build(model.trainable_variables)
+    weights = model.get_weights()
+    optimizer_state = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
     train_rows = int((prepared.frame["split"] == "train").sum())
     steps_per_epoch = max(1, train_rows // config["train"]["batch_size"]) if setup.count > 1 else \
         math.ceil(train_rows / config["train"]["batch_size"])
@@ -152,8 +190,23 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     # the final evaluation predicts the validation split (training split when none) once, tracing again
     final = (timer.val[1] + max(timer.val[0] - timer.val[1], 0.0) if prepared.val is not None
              else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
-    del model
-    return Estimate(step_s, timer.val[1], extra, final, steps_per_epoch)
+    if length is None:
+        return Estimate(step_s, timer.val[1], extra, final, steps_per_epoch), None, None
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, optimizer_state):
+        variable.assign(value)
+    # the traced steps are reused; a last partial batch (a new shape) is traced once more
+    retrace = extra if train_rows % config["train"]["batch_size"] else 0.0
+    return Estimate(step_s, timer.val[1], retrace, final, steps_per_epoch), model, length
+
+
+def schedule_steps(config, train_rows):
+    """{warmup_steps, decay_steps} of the cosine schedule for `train.epochs`, as `app.core.train._optimizer`
+    computes them."""
+    train = config["train"]
+    steps = math.ceil(train_rows / train["batch_size"])
+    warmup = int(train["warmup_epochs"] * steps)
+    return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}
 
 
 def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
@@ -165,27 +218,34 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         saved = yaml.safe_load((resume_dir / "config.yaml").read_text())
         state_path = resume_dir / "budget.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
-        config["train"]["epochs"] = saved["train"]["epochs"]
+        for key in ("epochs", "warmup_epochs"):
+            config["train"][key] = saved["train"][key]
         budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
                         Estimate(**state["estimate"]) if state.get("estimate") else None, saved["train"]["epochs"])
         log(f"time budget {format_duration(seconds)}: resumed run used {budget.elapsed_before:.0f} s, "
             f"{max(seconds - budget.elapsed(), 0):.0f} s left; epochs stay {budget.epochs}")
         return budget
     warmup_start = time.monotonic()
-    estimate = time_warmup(config, prepared, setup)
+    estimate, model, length = time_warmup(config, prepared, setup)
     keras.utils.set_random_seed(config["seed"])
-    budget = Budget(seconds, started, estimate=estimate)
+    budget = Budget(seconds, started, estimate=estimate, model=model)
     left = SAFETY * seconds - budget.elapsed()
     epochs = estimate.epochs_within(left)
     budget.epochs = config["train"]["epochs"] = epochs
+    if config["train"]["warmup_epochs"] > MAX_WARMUP_SHARE * epochs:
+        config["train"]["warmup_epochs"] = round(MAX_WARMUP_SHARE * epochs, 2)
+        log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
+    if length is not None:
+        for key, value in schedule_steps(config, int((prepared.frame["split"] == "train").sum())).items():
+            length[key].assign(float(value))
     log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
         f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
         f"{estimate.val_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
         f"{estimate.final_s:.0f} s -> train.epochs {epochs}, expected end at "
         f"{budget.elapsed() + estimate.run_s(epochs):.0f} s")
     if estimate.run_s(1) > left:
-        log(f"warning: the budget is smaller than one epoch plus evaluation ({estimate.run_s(1):.0f} s): "
-            "training one epoch")
+        log(f"warning: {max(left, 0):.0f} s of the budget are left after the warm-up, but one epoch with the final "
+            f"evaluation takes ~{estimate.run_s(1):.0f} s: training one epoch")
     return budget
 
 

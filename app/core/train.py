@@ -264,8 +264,10 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         table = pd.DataFrame({"class": prepared.class_names, "weight": class_weights})
         table.to_csv(out_dir / "class_weights.csv", index=False)
         log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
+    warmed = prepared.budget.take_model() if prepared.budget is not None else None
     with setup.scope():
-        model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared, class_weights)
+        model = warmed or compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
+                                        class_weights)
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
     log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
