@@ -174,7 +174,7 @@ def test_time_budget_and_precision_decisions():
     plan = make_plan(fingerprint(), Resources(gpus=[], memory_bytes=4 * 1024**3, budget_s=600))
     assert plan.overrides()["train"]["time_budget"] == "10m" and "epochs" not in plan.overrides()["train"]
     assert plan["base_filters"] == 16  # short CPU budget
-    assert make_plan(fingerprint(), CPU).overrides()["train"]["epochs"] == 200
+    assert make_plan(fingerprint(), CPU).overrides()["train"]["epochs"] == round(1500 / math.ceil(100 / 8))
     assert make_plan(fingerprint(), GPU).overrides()["train"]["precision"] == "auto"
     assert "mixed_bfloat16" in next(d.reason for d in make_plan(fingerprint(), GPU).decisions if d.name == "precision")
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import re
+import tempfile
 import time
 
 import keras
@@ -72,17 +73,19 @@ def comparable(config):
 
 @dataclasses.dataclass
 class Estimate:
-    """Seconds per training step, per validation pass, one-off first-epoch cost, and after the last epoch."""
+    """Seconds per training step, per validation pass, per epoch-end checkpoint and backup, the one-off first-epoch
+    cost, and after the last epoch."""
 
     step_s: float
     val_s: float
+    save_s: float
     first_epoch_extra_s: float
     final_s: float
     steps_per_epoch: int
 
     @property
     def epoch_s(self):
-        return self.steps_per_epoch * self.step_s + self.val_s
+        return self.steps_per_epoch * self.step_s + self.val_s + self.save_s
 
     def epochs_within(self, seconds):
         """The most epochs (at least 1) whose run fits in `seconds`."""
@@ -185,19 +188,24 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     model.fit(distribute_dataset(prepared.train.repeat(), setup), validation_data=val, epochs=2,
               steps_per_epoch=min(steps, steps_per_epoch), callbacks=[timer], verbose=0)
     warm = min(steps, steps_per_epoch)
+    with tempfile.TemporaryDirectory(prefix="segkit-budget-") as scratch:  # what the epoch-end callbacks write
+        mark = time.perf_counter()
+        model.save(f"{scratch}/model.keras")
+        model.save_weights(f"{scratch}/backup.weights.h5")
+        saving = time.perf_counter() - mark
     step_s = timer.train[1] / warm
     extra = max(timer.train[0] - timer.train[1], 0.0) + max(timer.val[0] - timer.val[1], 0.0)
     # the final evaluation predicts the validation split (training split when none) once, tracing again
     final = (timer.val[1] + max(timer.val[0] - timer.val[1], 0.0) if prepared.val is not None
              else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
     if length is None:
-        return Estimate(step_s, timer.val[1], extra, final, steps_per_epoch), None, None
+        return Estimate(step_s, timer.val[1], saving, extra, final, steps_per_epoch), None, None
     model.set_weights(weights)
     for variable, value in zip(model.optimizer.variables, optimizer_state):
         variable.assign(value)
     # the traced steps are reused; a last partial batch (a new shape) is traced once more
     retrace = extra if train_rows % config["train"]["batch_size"] else 0.0
-    return Estimate(step_s, timer.val[1], retrace, final, steps_per_epoch), model, length
+    return Estimate(step_s, timer.val[1], saving, retrace, final, steps_per_epoch), model, length
 
 
 def schedule_steps(config, train_rows):
@@ -240,7 +248,7 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
             length[key].assign(float(value))
     log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
         f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
-        f"{estimate.val_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
+        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
         f"{estimate.final_s:.0f} s -> train.epochs {epochs}, expected end at "
         f"{budget.elapsed() + estimate.run_s(epochs):.0f} s")
     if estimate.run_s(1) > left:
