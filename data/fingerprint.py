@@ -29,9 +29,9 @@ def image_statistics(image, labels, num_classes):
     height, width = labels.shape
     stats = {}
     if image is not None:
-        flat = image.reshape(-1, image.shape[-1]).astype(np.float64)
-        stats["channel_sum"] = flat.sum(0)
-        stats["channel_sq_sum"] = np.square(flat).sum(0)
+        flat = image.reshape(-1, image.shape[-1])
+        stats["channel_sum"] = flat.sum(0, dtype=np.float64)
+        stats["channel_sq_sum"] = np.einsum("ij,ij->j", flat, flat, dtype=np.float64)
     rows = (np.arange(height) + 0.5) / height
     cols = (np.arange(width) + 0.5) / width
     row_sum, col_sum, objects = np.zeros(num_classes), np.zeros(num_classes), {}
@@ -52,9 +52,13 @@ def components(binary):
     area = table[1:, cv2.CC_STAT_AREA].astype(np.int64)
     extent = np.maximum(table[1:, cv2.CC_STAT_WIDTH], table[1:, cv2.CC_STAT_HEIGHT]).astype(np.int64)
     distance = cv2.distanceTransform(np.pad(binary, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
-    thickness = np.zeros(count, np.float64)
-    np.maximum.at(thickness, component_map.ravel(), distance.ravel())
-    return {"area": area, "extent": extent, "thickness": 2.0 * thickness[1:]}
+    inside = component_map > 0
+    labels, values = component_map[inside], distance[inside]
+    order = np.argsort(labels, kind="stable")
+    labels, values = labels[order], values[order]
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if labels.size else np.zeros(0, int)
+    thickness = np.maximum.reduceat(values, starts) if labels.size else np.zeros(0)
+    return {"area": area, "extent": extent, "thickness": 2.0 * thickness.astype(np.float64)}
 
 
 def _summary(values):

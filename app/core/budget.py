@@ -73,19 +73,20 @@ def comparable(config):
 
 @dataclasses.dataclass
 class Estimate:
-    """Seconds per training step, per validation pass, per epoch-end checkpoint and backup, the one-off first-epoch
-    cost, and after the last epoch."""
+    """Seconds per training step, per validation pass, per epoch-end checkpoint and backup, to start an epoch's
+    training pipeline (shuffle buffer, first batch), the one-off first-epoch cost, and after the last epoch."""
 
     step_s: float
     val_s: float
     save_s: float
+    start_s: float
     first_epoch_extra_s: float
     final_s: float
     steps_per_epoch: int
 
     @property
     def epoch_s(self):
-        return self.steps_per_epoch * self.step_s + self.val_s + self.save_s
+        return self.steps_per_epoch * self.step_s + self.val_s + self.save_s + self.start_s
 
     def epochs_within(self, seconds):
         """The most epochs (at least 1) whose run fits in `seconds`."""
@@ -185,27 +186,36 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
         math.ceil(train_rows / config["train"]["batch_size"])
     timer = _WarmupTimer()
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
-    model.fit(distribute_dataset(prepared.train.repeat(), setup), validation_data=val, epochs=2,
-              steps_per_epoch=min(steps, steps_per_epoch), callbacks=[timer], verbose=0)
-    warm = min(steps, steps_per_epoch)
+    # the training data itself (a repeated dataset has another iterator type: training would trace again),
+    # both short epochs from one pass over it
+    warm = max(1, min(steps, steps_per_epoch // 2))
+    same = steps_per_epoch >= 2
+    train_data = prepared.train if same else prepared.train.repeat()
+    model.fit(distribute_dataset(train_data, setup), validation_data=val, epochs=2, steps_per_epoch=warm,
+              callbacks=[timer], verbose=0)
     with tempfile.TemporaryDirectory(prefix="segkit-budget-") as scratch:  # what the epoch-end callbacks write
         mark = time.perf_counter()
         model.save(f"{scratch}/model.keras")
         model.save_weights(f"{scratch}/backup.weights.h5")
         saving = time.perf_counter() - mark
+    mark = time.perf_counter()
+    iterator = iter(prepared.train)  # each epoch starts a new iterator: shuffle buffer, first batch
+    next(iterator)
+    start = time.perf_counter() - mark
+    del iterator
     step_s = timer.train[1] / warm
     extra = max(timer.train[0] - timer.train[1], 0.0) + max(timer.val[0] - timer.val[1], 0.0)
     # the final evaluation predicts the validation split (training split when none) once, tracing again
     final = (timer.val[1] + max(timer.val[0] - timer.val[1], 0.0) if prepared.val is not None
              else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
     if length is None:
-        return Estimate(step_s, timer.val[1], saving, extra, final, steps_per_epoch), None, None
+        return Estimate(step_s, timer.val[1], saving, start, extra, final, steps_per_epoch), None, None
     model.set_weights(weights)
     for variable, value in zip(model.optimizer.variables, optimizer_state):
         variable.assign(value)
     # the traced steps are reused; a last partial batch (a new shape) is traced once more
-    retrace = extra if train_rows % config["train"]["batch_size"] else 0.0
-    return Estimate(step_s, timer.val[1], saving, retrace, final, steps_per_epoch), model, length
+    retrace = extra if train_rows % config["train"]["batch_size"] or not same else 0.0
+    return Estimate(step_s, timer.val[1], saving, start, retrace, final, steps_per_epoch), model, length
 
 
 def schedule_steps(config, train_rows):
@@ -234,8 +244,7 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
             f"{max(seconds - budget.elapsed(), 0):.0f} s left; epochs stay {budget.epochs}")
         return budget
     warmup_start = time.monotonic()
-    estimate, model, length = time_warmup(config, prepared, setup)
-    keras.utils.set_random_seed(config["seed"])
+    estimate, model, length = time_warmup(config, prepared, setup)  # no reseeding: TF would trace again
     budget = Budget(seconds, started, estimate=estimate, model=model)
     left = SAFETY * seconds - budget.elapsed()
     epochs = estimate.epochs_within(left)
@@ -248,7 +257,7 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
             length[key].assign(float(value))
     log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
         f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
-        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
+        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
         f"{estimate.final_s:.0f} s -> train.epochs {epochs}, expected end at "
         f"{budget.elapsed() + estimate.run_s(epochs):.0f} s")
     if estimate.run_s(1) > left:
