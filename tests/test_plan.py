@@ -204,3 +204,14 @@ def test_plan_command_writes_a_config_that_trains(tmp_path, capsys):
     assert plan_main(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert math.isfinite(written["augment"]["rotate"])
+
+
+def test_another_model_gets_the_planned_crop_on_its_divisor(tmp_path):
+    from data.synthetic import write_shapes_dataset
+
+    data = write_shapes_dataset(tmp_path / "shapes", count=8, size=(40, 56), num_classes=3)
+    overrides = [{"data": {"path": str(data), "mask": "index"}}]
+    assert make_plan(planned_config(overrides=overrides, resources=CPU)[2], CPU)["crop"] == [40, 56]
+    config, plan, _ = planned_config(overrides=overrides + [{"model": {"name": "fcn8s"}}], resources=CPU,
+                                     log=lambda *_: None)
+    assert config["model"] == {"name": "fcn8s"} and config["data"]["image_size"] == [64, 64]

@@ -387,8 +387,16 @@ def planned_config(path=None, overrides=(), resources=None, log=print):
         _apply(config, plan.overrides())
     except ConfigError as err:  # a key another branch removed: the plan must stay loadable
         raise AssertionError(err) from None
-    for update in [read_config_file(path), *overrides]:
+    updates = [read_config_file(path), *overrides]
+    for update in updates:
         _apply(config, update)
+    if config["model"].get("name") != "unet" and not any("image_size" in u.get("data", {}) for u in updates):
+        from models.registry import required_divisor
+
+        divisor = required_divisor(config["model"]["name"], **{k: v for k, v in config["model"].items()
+                                                                if k != "name"})
+        config["data"]["image_size"] = [divisor * math.ceil(side / divisor) for side in plan["crop"]]
+        log(f"plan: crop {config['data']['image_size']} for {config['model']['name']} (sides multiples of {divisor})")
     if not config["name"]:
         config["name"] = user["name"]
     return config, plan, fingerprint
