@@ -98,7 +98,8 @@ def main(argv=None):
         from app.core.plan import planned_config
 
         config, plan, _ = planned_config(config_path, overrides_from(args))
-        print(f"plan: {plan.summary()} (python -m app.plan --data {args.data or config['data']['path']} "
+        print(f"plan: {plan.summary()}; flags and config keys win over it (python -m app.plan --data "
+              f"{args.data or config['data']['path']} "
               "explains each choice)")
     else:
         config = load_config(config_path, overrides_from(args))

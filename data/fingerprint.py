@@ -1,9 +1,9 @@
 """Dataset fingerprint: the statistics a training plan is derived from (after nnU-Net's fingerprint extraction).
 
-`image_statistics` runs inside the scan (`data.scan`), on the image and label map it already holds, so the
-fingerprint costs no second read of the dataset. `build_fingerprint` aggregates the per-image statistics:
-image sizes, channels and per-channel intensity, class pixel shares, object sizes per class (connected
-components: area, bounding-box extent and thickness) and where each class sits in the frame.
+`image_statistics` runs inside the scan (`data.scan.scan(..., statistics=True)`), on the image and label map it
+already holds, so the fingerprint costs no second read of the dataset. `build_fingerprint` aggregates the
+per-image statistics: image sizes, channels and per-channel intensity, class pixel shares, object sizes per class
+(connected components: area, bounding-box extent and thickness) and where each class sits in the frame.
 """
 import dataclasses
 

@@ -65,7 +65,7 @@ def _max_label(mask_paths, void):
         return max(pool.map(top, mask_paths))
 
 
-def _check_row(row, encoding, channels):
+def _check_row(row, encoding, channels, statistics=False):
     """Read one pair; return (file record, per-class counts or None, problems)."""
     record = {"image": row.image, "mask": row.mask, "split": row.split}
     problems = []
@@ -85,24 +85,26 @@ def _check_row(row, encoding, channels):
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
                         f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
     counts = np.bincount(labels.ravel(), minlength=IGNORE_INDEX + 1)
-    if not problems:
+    if statistics and not problems:
         record["stats"] = image_statistics(image, labels, encoding.num_classes)
     return record, counts, problems
 
 
-def scan(frame, encoding, channels=3, class_names=None, workers=4):
+def scan(frame, encoding, channels=3, class_names=None, workers=4, statistics=False):
     """Read every image and mask of `frame` and check them; see ScanResult.
 
     Checks: unreadable/corrupt files, channel counts the model cannot take, image/mask size mismatch, mask
     values outside the classes that are not void, unknown colours in RGB masks, and top classes that
-    occur in no mask of any split (a `num_classes` that disagrees with the data).
+    occur in no mask of any split (a `num_classes` that disagrees with the data). `statistics` also collects
+    each pair's fingerprint statistics (`ScanResult.image_stats`).
     """
     num_classes = encoding.num_classes
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise DatasetError([f"class_names has {len(names)} names but num_classes is {num_classes}"])
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda row: _check_row(row, encoding, channels), frame.itertuples(index=False)))
+        results = list(pool.map(lambda row: _check_row(row, encoding, channels, statistics),
+                                frame.itertuples(index=False)))
     problems = [p for _, _, found in results for p in found]
     rows = []
     for split in sorted(frame["split"].unique()):

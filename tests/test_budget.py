@@ -29,7 +29,8 @@ def test_format_duration():
 
 
 def test_estimate_fits_whole_epochs_and_the_final_evaluation():
-    estimate = Estimate(step_s=0.5, val_s=1.0, save_s=0.5, start_s=0.5, first_epoch_extra_s=10.0, final_s=5.0, steps_per_epoch=8)
+    estimate = Estimate(step_s=0.5, val_s=1.0, save_s=0.5, start_s=0.5, first_epoch_extra_s=10.0, final_s=5.0,
+                        steps_per_epoch=8)
     assert estimate.epoch_s == 6.0
     assert estimate.epochs_within(100.0) == 14  # 10 + 14 * 6 + 5 = 99
     assert estimate.run_s(14) <= 100.0 < estimate.run_s(15)

@@ -5,9 +5,9 @@ validation pass, on the real pipeline. The second epoch gives the time per train
 pass; the first epoch's excess is the one-off cost (graph tracing, XLA compilation). On TensorFlow the warmed-up
 model is then reset (weights, optimizer state) and trained, so that cost is paid once: its cosine schedule reads
 its length from a variable set after the warm-up. On other backends the warm-up model is thrown away and the
-real first epoch pays the one-off cost again. `train.epochs` becomes the largest count whose whole run (all epochs with their
-validation, the one-off cost and the final evaluation) ends within SAFETY of the budget left, so the cosine
-schedule reaches its floor at the last epoch instead of being cut off.
+real first epoch pays the one-off cost again. `train.epochs` becomes the largest count whose whole run (all
+epochs with their validation and checkpoints, the one-off cost and the final evaluation) ends within SAFETY of
+the budget left, so the cosine schedule reaches its floor at the last epoch instead of being cut off.
 
 The run folder's budget.json keeps the budget, the estimate and the elapsed time; a resumed run keeps its
 epochs (saved in config.yaml) and reports the budget left. A guard stops training at an epoch end if the budget
@@ -257,7 +257,8 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
             length[key].assign(float(value))
     log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
         f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
-        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
+        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), "
+        f"first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
         f"{estimate.final_s:.0f} s -> train.epochs {epochs}, expected end at "
         f"{budget.elapsed() + estimate.run_s(epochs):.0f} s")
     if estimate.run_s(1) > left:

@@ -354,7 +354,7 @@ def fingerprint_of(config):
                      data["val_fraction"], config["seed"])
     encoding = mask_encoding(data, frame)
     names = class_names_for(config, encoding)
-    result = scan(frame, encoding, data["channels"], names)
+    result = scan(frame, encoding, data["channels"], names, statistics=True)
     if result.problems:
         raise DatasetError(result.problems)
     return build_fingerprint(result.files, result.image_stats, result.class_table("train"), names, data["channels"],
