@@ -131,6 +131,14 @@ def test_depth_covers_the_crop_with_its_receptive_field():
     assert depth == 3 and "largest" in reason
 
 
+def test_depth_and_crop_agree():
+    street = {"sky": (0.3, objects(400)), "road": (0.7, objects(30))}
+    plan = make_plan(fingerprint((360, 480), classes=street), CPU)
+    assert plan["crop"] == [224, 288] and plan["depth"] == 4  # 224 / 2**5 < 8: the deepest allowed
+    reason = next(d.reason for d in plan.decisions if d.name == "depth")
+    assert "224 px side" in reason and "largest" in reason
+
+
 def test_crop_keeps_the_aspect_ratio_and_the_divisor():
     crop, _ = plan_crop([360, 480], 256, 32)
     assert crop == [224, 288]

@@ -299,9 +299,13 @@ def make_plan(fp, resources):
     side, side_reason = crop_budget(resources)
     resize, scale, resize_reason = plan_resize(fp, side)
     working = resize or list(fp.median_size)
-    crop, _ = plan_crop(working, side, 2 ** DEPTHS[-1])
-    depth, depth_reason = plan_depth(crop)
-    crop, crop_reason = plan_crop(working, side, 2**depth)
+    crop, _ = plan_crop(working, side, 2 ** DEPTHS[0])
+    for _ in range(len(DEPTHS)):  # the depth sets the divisor the crop is rounded to: settle both
+        depth, depth_reason = plan_depth(crop)
+        rounded, crop_reason = plan_crop(working, side, 2**depth)
+        if rounded == crop:
+            break
+        crop = rounded
     base, base_reason = plan_width(resources)
     batch, batch_reason = plan_batch(crop, base, fp.train_images, resources)
     loss, weights, loss_reason = plan_loss(fp)
