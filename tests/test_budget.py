@@ -65,3 +65,28 @@ def test_budgeted_run_ends_within_the_budget_at_the_schedule_floor(tmp_path):
     assert history["learning_rate"].iloc[-1] == pytest.approx(0.01 * peak, rel=1e-3)  # CosineDecay alpha 0.01
     assert history["learning_rate"].iloc[0] > 0.5 * peak
     assert state["elapsed_s"] <= budget * 1.1
+
+
+def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
+    import types
+
+    from app.core.budget import fit_to_budget
+    from app.core.config import dump_config, load_config
+    from app.core.train import find_resumable_run
+
+    config = load_config(overrides=[{"train": {"time_budget": "10m"}}])
+    saved = load_config(overrides=[{"train": {"time_budget": "10m", "epochs": 17, "warmup_epochs": 0.5}}])
+    run = tmp_path / f"{config['name']}-20260101-000000"
+    (run / "backup").mkdir(parents=True)
+    dump_config(saved, run / "config.yaml")
+    (run / "budget.json").write_text(json.dumps({"budget_s": 600, "epochs": 17, "elapsed_s": 250.0,
+                                                "estimate": None}))
+    assert find_resumable_run(tmp_path, config) == run  # epochs differ: they came from the budget
+    assert find_resumable_run(tmp_path, load_config(overrides=[{"train": {"time_budget": "20m"}}])) is None
+    lines = []
+    budget = fit_to_budget(config, None, types.SimpleNamespace(mode="none"), run, time.monotonic(), lines.append)
+    assert config["train"]["epochs"] == budget.epochs == 17 and config["train"]["warmup_epochs"] == 0.5
+    assert 250 <= budget.elapsed() < 260
+    assert "resumed run used 250 s" in lines[0] and "epochs stay 17" in lines[0]
+    with pytest.raises(ConfigError, match="multiworker"):
+        fit_to_budget(config, None, types.SimpleNamespace(mode="multiworker"), None, time.monotonic())
