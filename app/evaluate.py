@@ -1,8 +1,10 @@
 """Evaluate a trained run: `python -m app.evaluate --run runs/<id> [--data PATH] [--split val] [--out DIR]`.
 
 Writes a report folder (default `<run>/report-<split>/`): per_class.csv (IoU, Dice, precision, recall, pixel
-share), per_image.csv, confusion_matrix.csv and .png (row-normalised), overlays/ of the N worst and best
-images by per-image mIoU, summary.json (mIoU, pixel accuracy, mean class accuracy, frequency-weighted IoU)
+share), per_image.csv (per image: mIoU, pixel accuracy, mean Dice, Dice and IoU per class; --hd95 adds the
+95th-percentile Hausdorff distance per class in pixels), confusion_matrix.csv and .png (row-normalised), overlays/ of the N worst and best
+images by per-image mIoU, summary.json (pooled mIoU, pixel accuracy, mean class accuracy, frequency-weighted IoU;
+`per_image`: the means over images, mDice and per-class Dice/IoU, the usual figures for polyp and nuclei sets)
 and report.html, one self-contained page. The split is the one training used (same seed and fraction).
 Images are predicted as `app.predict` does, with the same --tile/--overlap/--blend/--tta options.
 Multi-label runs (data.mask: multilabel) get per-class IoU, Dice, precision and recall at --threshold (0.5),
@@ -23,6 +25,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", help="report folder (default: <run>/report-<split>)")
     parser.add_argument("--overlays", type=int, default=4, metavar="N",
                         help="panels of the N worst and N best images (default 4, 0 for none)")
+    parser.add_argument("--hd95", action="store_true",
+                        help="95th-percentile Hausdorff distance per class (pixels; both masks empty: left out, "
+                             "one empty: the image diagonal)")
     add_prediction_options(parser)
     args = parser.parse_args(argv)
     args.options = prediction_options(parser, args)
@@ -35,7 +40,8 @@ def main(argv=None):
     from app.core.report import write_report
 
     write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
-                 options=args.options, threshold=args.threshold)
+                 options=args.options, threshold=args.threshold,
+                 hd95=args.hd95)
     return 0
 
 

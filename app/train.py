@@ -1,6 +1,9 @@
 """Train a segmentation model: `python -m app.train [--config configs/X.yaml] [flags]`.
 
 With no argument it trains the default U-Net on the embedded nuclei dataset (data/nuclei) in a few minutes.
+`--data D` without `--config` trains the plan that `python -m app.plan --data D` prints (rules on the dataset's
+fingerprint, docs/planning.md); `--plan` fills what a config leaves unset from that plan. `--time-budget 30m`
+fits the epochs to a wall-clock budget.
 Flags override config keys; `--set section.key=value` overrides any key. Running the same command again
 after a crash resumes the unfinished run from its last finished epoch. `--distribute mirrored` trains on every
 local GPU, `--distribute multiworker` on the cluster that TF_CONFIG describes (docs/training.md).
@@ -8,6 +11,7 @@ local GPU, `--distribute multiworker` on the cluster that TF_CONFIG describes (d
 import argparse
 import pathlib
 import sys
+import time
 
 from app.cli import fail_cleanly
 from data.layouts import LAYOUTS
@@ -23,6 +27,7 @@ FLAGS = {
     "epochs": ("train", "epochs"),
     "lr": ("train", "learning_rate"),
     "precision": ("train", "precision"),
+    "time_budget": ("train", "time_budget"),
     "model": ("model", "name"),
     "loss": ("loss", "name"),
     "seed": ("seed",),
@@ -46,7 +51,14 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--precision", choices=["float32", "mixed_float16", "mixed_bfloat16", "auto"],
                         help="mixed precision keeps float32 weights and logits (float16 adds loss scaling); "
-                             "auto: mixed_bfloat16 on CPUs with AMX/AVX512-BF16, else float32")
+                             "auto (default): mixed_bfloat16 on GPUs of compute capability 8.0+ and CPUs with "
+                             "AMX/AVX512-BF16, mixed_float16 on 7.x GPUs, else float32")
+    parser.add_argument("--time-budget", metavar="DURATION",
+                        help="wall-clock budget (90s, 30m, 1h): epochs are set from a timed warm-up so the whole "
+                             "cosine schedule and validation end within it")
+    parser.add_argument("--plan", action="store_true",
+                        help="fill the keys that --config and the flags leave unset from the dataset's plan "
+                             "(default when --data is given without --config)")
     parser.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                         help="data-parallel training; --batch-size is the global batch (default: none)")
     parser.add_argument("--model", help="architecture name (unet, fcn8s, deeplabv3plus, ...)")
@@ -78,13 +90,22 @@ def overrides_from(args):
 
 @fail_cleanly
 def main(argv=None):
+    started = time.monotonic()
     args = parse_args(argv)
     from app.core.config import load_config
     from app.core.train import train
 
     config_path = args.config or (None if args.data else DEFAULT_CONFIG)
-    config = load_config(config_path, overrides_from(args))
-    train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute)
+    if args.plan or (args.data and not args.config):
+        from app.core.plan import planned_config
+
+        config, plan, _ = planned_config(config_path, overrides_from(args))
+        print(f"plan: {plan.summary()}; flags and config keys win over it (python -m app.plan --data "
+              f"{args.data or config['data']['path']} "
+              "explains each choice)")
+    else:
+        config = load_config(config_path, overrides_from(args))
+    train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute, started=started)
     return 0
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from data.discovery import DatasetError
+from data.fingerprint import image_statistics
 from data.masks import MaskEncoding, ReadError, read_palette, read_raw_image, read_raw_mask, to_channels
 from data.multilabel import (MULTILABEL, empty_class_problems, is_class_folder_mask, is_multilabel,
                              multilabel_encoding, pixel_counts, read_mask)
@@ -18,6 +19,8 @@ class ScanResult:
     files: pd.DataFrame
     class_counts: pd.DataFrame
     problems: list
+    image_stats: list = dataclasses.field(default_factory=list)
+    """Per file (files' order): `data.fingerprint.image_statistics`, or None where the pair could not be read."""
 
     def class_table(self, split="train"):
         """Per-class pixels, pixels of images containing the class, and pixel share, for one split."""
@@ -66,7 +69,7 @@ def _max_label(mask_paths, void):
         return max(pool.map(top, mask_paths))
 
 
-def _check_row(row, encoding, channels):
+def _check_row(row, encoding, channels, statistics=False):
     """Read one pair; return (file record, per-class counts or None, problems)."""
     record = {"image": row.image, "mask": row.mask, "split": row.split}
     problems = []
@@ -86,22 +89,26 @@ def _check_row(row, encoding, channels):
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
                         f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
     counts = pixel_counts(labels)
+    if statistics and not problems and labels.ndim == 2:
+        record["stats"] = image_statistics(image, labels, encoding.num_classes)
     return record, counts, problems
 
 
-def scan(frame, encoding, channels=3, class_names=None, workers=4):
+def scan(frame, encoding, channels=3, class_names=None, workers=4, statistics=False):
     """Read every image and mask of `frame` and check them; see ScanResult.
 
     Checks: unreadable/corrupt files, channel counts the model cannot take, image/mask size mismatch, mask
     values outside the classes that are not void, unknown colours in RGB masks, and top classes that
-    occur in no mask of any split (a `num_classes` that disagrees with the data).
+    occur in no mask of any split (a `num_classes` that disagrees with the data). `statistics` also collects
+    each pair's fingerprint statistics (`ScanResult.image_stats`).
     """
     num_classes = encoding.num_classes
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise DatasetError([f"class_names has {len(names)} names but num_classes is {num_classes}"])
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda row: _check_row(row, encoding, channels), frame.itertuples(index=False)))
+        results = list(pool.map(lambda row: _check_row(row, encoding, channels, statistics),
+                                frame.itertuples(index=False)))
     problems = [p for _, _, found in results for p in found]
     rows = []
     for split in sorted(frame["split"].unique()):
@@ -121,5 +128,6 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
         if highest < num_classes - 1:
             problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "
                             f"set num_classes: {highest + 1} or check the masks")
+    stats = [rec.pop("stats", None) for rec, _, _ in results]
     files = pd.DataFrame([rec for rec, _, _ in results])
-    return ScanResult(files=files, class_counts=counts, problems=problems)
+    return ScanResult(files=files, class_counts=counts, problems=problems, image_stats=stats)

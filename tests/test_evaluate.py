@@ -99,3 +99,64 @@ def test_bad_inputs_exit_2(tiny_run, tmp_path, capsys):
     assert evaluate(["--run", str(run), "--data", str(broken), "--out", str(tmp_path / "c")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {broken / 'images'}")
     assert not list((tmp_path / "c").iterdir())
+
+
+def test_per_image_dice_and_iou_by_hand():
+    from app.core.evaluate import confusion_matrix, per_image_scores
+
+    truth = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255]])
+    prediction = np.array([[0, 1, 1, 1], [0, 0, 1, 0], [2, 0, 1, 1]])
+    row = per_image_scores(confusion_matrix(truth, prediction, 3), ["bg", "a", "b"])
+    # bg: TP 3, FP 2 (a->bg, b->bg), FN 1 (bg->a); a: TP 3, FP 1, FN 1; b: TP 1, FP 0, FN 1 (void ignored)
+    assert row["dice_bg"] == pytest.approx(6 / 9) and row["iou_bg"] == pytest.approx(3 / 6)
+    assert row["dice_a"] == pytest.approx(6 / 8) and row["iou_a"] == pytest.approx(3 / 5)
+    assert row["dice_b"] == pytest.approx(2 / 3) and row["iou_b"] == pytest.approx(1 / 2)
+    assert row["mean_dice"] == pytest.approx((6 / 9 + 6 / 8 + 2 / 3) / 3)
+    empty = per_image_scores(confusion_matrix(np.zeros((2, 2), int), np.zeros((2, 2), int), 2), ["bg", "fg"])
+    assert empty["dice_bg"] == 1.0 and np.isnan(empty["dice_fg"]) and empty["mean_dice"] == 1.0
+
+
+def test_hd95_by_hand_and_its_empty_mask_conventions():
+    from app.core.evaluate import hd95, hd95_per_class
+
+    truth = np.zeros((30, 30), bool)
+    truth[10:20, 10:20] = True
+    grown = np.zeros((30, 30), bool)
+    grown[8:22, 8:22] = True
+    assert hd95(truth, truth) == 0.0
+    # 88 surface distances: edges 2 px apart, except the grown square's corners: 8 at sqrt(5), 4 at sqrt(8)
+    assert hd95(truth, grown) == pytest.approx(np.sqrt(5))
+    dot = np.zeros((30, 30), bool)
+    dot[15, 27] = True
+    far = truth | dot  # one stray pixel 8 px right of the square: under 5% of the surface, ignored by the 95th pct
+    assert hd95(truth, far) == pytest.approx(0.0)
+    assert np.isnan(hd95(np.zeros((30, 30), bool), np.zeros((30, 30), bool)))
+    assert hd95(truth, np.zeros((30, 30), bool)) == pytest.approx(np.hypot(30, 30))
+    labels = np.where(truth, 1, 0).astype(np.uint8)
+    labels[0] = 255  # void row: predictions there do not count
+    prediction = labels.copy()
+    prediction[0] = 1
+    assert hd95_per_class(labels, prediction, 2)[1] == 0.0
+
+
+def test_report_has_per_image_means(report):
+    images = pd.read_csv(report / "per_image.csv")
+    assert {"mean_dice", "dice_bg", "dice_disc", "dice_box", "iou_disc"} <= set(images.columns)
+    summary = json.loads((report / "summary.json").read_text())
+    means = summary["per_image"]
+    assert means["images"] == len(images)
+    assert means["mdice"] == pytest.approx(images["mean_dice"].mean())
+    assert means["dice"]["disc"] == pytest.approx(images["dice_disc"].dropna().mean())
+    assert means["iou"]["box"] == pytest.approx(images["iou_box"].dropna().mean())
+    assert "hd95" not in means
+
+
+def test_hd95_option(tiny_run, tmp_path):
+    run, _ = tiny_run
+    assert evaluate(["--run", str(run), "--out", str(tmp_path), "--overlays", "0", "--hd95"]) == 0
+    images = pd.read_csv(tmp_path / "per_image.csv")
+    assert {"hd95_bg", "hd95_disc", "hd95_box"} <= set(images.columns)
+    values = images[["hd95_bg", "hd95_disc", "hd95_box"]].to_numpy()
+    assert (values[np.isfinite(values)] >= 0).all() and np.isfinite(values).any()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["per_image"]["hd95"]["disc"] == pytest.approx(images["hd95_disc"].dropna().mean())

@@ -53,3 +53,31 @@ def test_auto_precision_builds_the_resolved_policy():
     expected = resolve_precision("auto")
     assert build_model(config, 2).get_layer("enc0_a_conv").compute_dtype == expected.removeprefix("mixed_")
     assert keras.mixed_precision.dtype_policy().name == "float32"
+
+
+def test_default_precision_is_auto_and_float32_without_bfloat16_hardware():
+    assert load_config()["train"]["precision"] == "auto"
+    assert resolve_precision("auto", ["cpu:0"], {"avx2"}, gpus=[]) == "float32"
+
+
+def test_auto_precision_follows_the_gpu_compute_capability():
+    def gpus(*capabilities):
+        return [{"name": f"gpu{i}", "compute_capability": c} for i, c in enumerate(capabilities)]
+
+    devices = ["cpu:0", "gpu:0"]
+    assert resolve_precision("auto", devices, set(), gpus((8, 0))) == "mixed_bfloat16"   # A100
+    assert resolve_precision("auto", devices, set(), gpus((9, 0))) == "mixed_bfloat16"   # H100
+    assert resolve_precision("auto", devices, set(), gpus((7, 5))) == "mixed_float16"    # T4
+    assert resolve_precision("auto", devices, set(), gpus((7, 0))) == "mixed_float16"    # V100
+    assert resolve_precision("auto", devices, set(), gpus((6, 1))) == "float32"          # P100: no tensor cores
+    assert resolve_precision("auto", devices, set(), gpus((9, 0), (7, 5))) == "mixed_float16"  # the weakest decides
+    assert resolve_precision("auto", devices, set(), gpus(None)) == "float32"            # unknown capability
+    assert resolve_precision("auto", devices, {"amx_bf16"}, []) == "float32"             # a GPU of unknown kind
+    assert resolve_precision("float32", devices, set(), gpus((9, 0))) == "float32"
+
+
+def test_gpu_descriptions_parse_capabilities():
+    from app.core.precision import _capability, gpu_details
+
+    assert _capability("8.6") == (8, 6) and _capability((7, 5)) == (7, 5) and _capability(None) is None
+    assert all(set(gpu) == {"name", "compute_capability"} for gpu in gpu_details())

@@ -1,4 +1,5 @@
-"""Confusion matrices of a model over a dataset and the score tables built from them."""
+"""Confusion matrices of a model over a dataset, the score tables built from them, per-image scores and HD95."""
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -47,3 +48,66 @@ def per_class_dict(table):
     """{class: {score: value}} of a `scores_table` DataFrame, JSON-able (NaN becomes None)."""
     return {name: {k: (None if np.isnan(v) else float(v)) for k, v in row.items()}
             for name, row in table.to_dict("index").items()}
+
+
+def per_image_scores(matrix, class_names):
+    """Scores of one image's confusion matrix: miou, pixel_accuracy, mean_dice and dice_<c>, iou_<c> per class.
+
+    A class absent from both the image's truth and its prediction has NaN Dice and IoU (0/0): it is left out of
+    the image's means and of the means over images, as the pooled scores leave out absent classes.
+    """
+    scores = confusion_scores(matrix)
+    row = {"miou": float(scores["miou"]), "pixel_accuracy": float(scores["pixel_accuracy"]),
+           "mean_dice": float(scores["mean_dice"])}
+    for name, dice, iou in zip(class_names, scores["dice"], scores["iou"]):
+        row[f"dice_{name}"], row[f"iou_{name}"] = float(dice), float(iou)
+    return row
+
+
+def _surface(mask):
+    """Pixels of a boolean mask with a 4-neighbour outside it (the image border counts as outside)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    eroded = cv2.erode(padded, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))[1:-1, 1:-1]
+    return mask & ~eroded.astype(bool)
+
+
+def hd95(truth, prediction):
+    """95th-percentile symmetric Hausdorff distance (pixels) between two boolean masks' surfaces.
+
+    The distances from every surface pixel of each mask to the other mask's surface are pooled and their 95th
+    percentile taken (as medpy's `hd95`). Conventions: both masks empty -> NaN (left out of means, like Dice);
+    exactly one empty -> the image diagonal (the largest distance possible, so a missed or hallucinated class
+    is penalised rather than dropped).
+    """
+    truth, prediction = np.asarray(truth, bool), np.asarray(prediction, bool)
+    if not truth.any() and not prediction.any():
+        return float("nan")
+    if not truth.any() or not prediction.any():
+        return float(np.hypot(*truth.shape))
+    surfaces = _surface(truth), _surface(prediction)
+    to_truth, to_prediction = (cv2.distanceTransform((~s).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+                               for s in surfaces)
+    distances = np.concatenate([to_prediction[surfaces[0]], to_truth[surfaces[1]]])
+    return float(np.percentile(distances, 95))
+
+
+def hd95_per_class(truth, prediction, num_classes):
+    """hd95 of each class between a label map (void: values >= num_classes, ignored) and a prediction."""
+    valid = truth < num_classes
+    return [hd95(truth == c, (prediction == c) & valid) for c in range(num_classes)]
+
+
+def mean_over_images(per_image, class_names, hd95_scores=False):
+    """Means over images of the per-image scores (NaN entries left out): mdice, miou and per-class dice, iou
+    (and hd95). `mdice` is the mean over images of each image's mean Dice; for a two-class set the
+    foreground's `dice` is the usual per-image figure (polyps, nuclei)."""
+    def mean(column):
+        values = per_image[column].dropna()
+        return float(values.mean()) if len(values) else None
+
+    result = {"images": int(len(per_image)), "mdice": mean("mean_dice"), "miou": mean("miou"),
+              "dice": {name: mean(f"dice_{name}") for name in class_names},
+              "iou": {name: mean(f"iou_{name}") for name in class_names}}
+    if hd95_scores:
+        result["hd95"] = {name: mean(f"hd95_{name}") for name in class_names}
+    return result

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from app.core.evaluate import confusion_matrix, per_class_dict, scores_table
+from app.core.evaluate import (confusion_matrix, hd95_per_class, mean_over_images, per_class_dict, per_image_scores,
+                               scores_table)
 from app.core.inference import load_predictor, predict_labels
 from app.core.outputs import output_dir, write_text
 from app.core.palette import display_image
@@ -22,7 +23,6 @@ from app.core.plots import plot_confusion_matrix, plot_overlay_panel
 from data.layouts import dataset_source
 from data.masks import read_image, read_raw_mask
 from data.scan import mask_encoding
-from models.metrics import confusion_scores
 
 
 def split_rows(config, split, num_classes, runs_dir=None):
@@ -52,18 +52,21 @@ def predict_pair(predictor, row, encoding, options=None):
     return image, truth, predict_labels(predictor, image, **(options or {}))
 
 
-def evaluate_rows(predictor, rows, encoding, options=None):
-    """Summed confusion matrix and a per-image DataFrame (image, mask, miou, pixel_accuracy)."""
+def evaluate_rows(predictor, rows, encoding, options=None, hd95=False):
+    """Summed confusion matrix and a per-image DataFrame: image, mask, miou, pixel_accuracy, mean_dice, then
+    dice_<class> and iou_<class> (`app.core.evaluate.per_image_scores`) and, with `hd95`, hd95_<class>."""
     total = np.zeros((predictor.num_classes,) * 2, np.int64)
     per_image = []
     for row in tqdm(list(rows.itertuples(index=False)), unit="image", disable=None):
         _, truth, prediction = predict_pair(predictor, row, encoding, options)
         matrix = confusion_matrix(truth, prediction, predictor.num_classes)
         total += matrix
-        scores = confusion_scores(matrix)
-        per_image.append({"image": row.image, "mask": row.mask, "miou": scores["miou"],
-                          "pixel_accuracy": scores["pixel_accuracy"]})
-    return total, pd.DataFrame(per_image, columns=["image", "mask", "miou", "pixel_accuracy"])
+        scores = {"image": row.image, "mask": row.mask, **per_image_scores(matrix, predictor.class_names)}
+        if hd95:
+            distances = hd95_per_class(truth, prediction, predictor.num_classes)
+            scores.update({f"hd95_{name}": value for name, value in zip(predictor.class_names, distances)})
+        per_image.append(scores)
+    return total, pd.DataFrame(per_image)
 
 
 def _none_if_nan(value):
@@ -123,13 +126,16 @@ figure {{ margin: 0 0 1.5em 0; }}
 """
 
 
-def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=None, threshold=None, log=print):
+def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=None, threshold=None, log=print,
+                 hd95=False):
     """Evaluate a run on a split and write its report folder; returns (folder, summary dict).
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
     `options` (tile, overlap, blend, tta) go to `app.core.inference.predict_labels`. Multi-label runs get the
     report of `app.core.multilabel.write_report` (per-class scores at `threshold`, default 0.5; no overlays).
+    summary.json's `per_image` holds the means over images of per_image.csv's scores (`app.core.evaluate.mean_over_images`); `hd95` adds the
+    95th-percentile Hausdorff distance per class (`app.core.evaluate.hd95`, pixels of the full-size masks).
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)
@@ -146,11 +152,16 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     rows, encoding = split_rows(config, split, predictor.num_classes, run_dir.parent)
     out = output_dir(out if out is not None else run_dir / f"report-{split}")
     log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images)")
-    matrix, per_image = evaluate_rows(predictor, rows, encoding, options)
+    matrix, per_image = evaluate_rows(predictor, rows, encoding, options, hd95)
     names = predictor.class_names
     table, summary = scores_table(matrix, names)
+    image_means = mean_over_images(per_image, names, hd95)
     log(table.to_string(float_format=lambda v: f"{v:.4f}"))
     log("  ".join(f"{key} {value:.4f}" for key, value in summary.items()))
+    log("per-image means: " + "  ".join(
+        [f"mdice {image_means['mdice']:.4f}"] + [f"dice_{n} {v:.4f}" for n, v in image_means["dice"].items()
+                                               if v is not None]
+        + [f"hd95_{n} {v:.2f}" for n, v in image_means.get("hd95", {}).items() if v is not None]))
     write_text(out / "per_class.csv", table.to_csv())
     write_text(out / "per_image.csv", per_image.to_csv(index=False))
     frame = pd.DataFrame(matrix, index=pd.Index(names, name="true/predicted"), columns=names)
@@ -161,7 +172,7 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
             "images": len(rows), "prediction": {k: v for k, v in (options or {}).items() if v}}
     result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table),
-              "confusion_matrix": matrix.tolist(),
+              "per_image": image_means, "confusion_matrix": matrix.tolist(),
               **{kind: [{"image": item.image, "miou": item.miou} for k, _, item in shown if k == kind]
                  for kind in ("worst", "best")}}
     write_text(out / "summary.json", json.dumps(result, indent=2))

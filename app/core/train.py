@@ -6,6 +6,7 @@ import math
 import pathlib
 import shutil
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -13,10 +14,12 @@ import pandas as pd
 import yaml
 
 from app.core import multilabel
+from app.core.budget import BudgetGuard, comparable, fit_to_budget
 from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
                            atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
 from app.core.distribute import distribute_dataset, replicas
+from app.core.precision import cpu_flags, resolve_precision  # noqa: F401  (cpu_flags: re-exported)
 from app.core.evaluate import confusion_matrix_on, scores_table
 from app.core.plots import plot_curves
 from data.discovery import DatasetError
@@ -45,6 +48,7 @@ class PreparedData:
     val: object
     divisor: int
     source: object = None
+    budget: object = None
 
 
 def class_names_for(config, encoding, facts=None):
@@ -105,31 +109,6 @@ def prepare_data(config, divisor=None, runs_dir=None):
     val_rows = frame[frame["split"] == "val"]
     val = build_dataset(val_rows, training=False, divisor=divisor, **common) if len(val_rows) else None
     return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source)
-
-
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-"""CPU features (Linux /proc/cpuinfo flags) with native bfloat16 arithmetic."""
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags, or an empty set where /proc/cpuinfo does not exist (macOS, Windows)."""
-    try:
-        text = pathlib.Path(cpuinfo).read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-
-
-def resolve_precision(name, devices=None, flags=None):
-    """The dtype policy for `train.precision`: `auto` is mixed_bfloat16 when training runs on a CPU with native
-    bfloat16 (AMX-BF16 or AVX512-BF16: 2-3x faster there), float32 otherwise (GPUs included: choose
-    mixed_float16 or mixed_bfloat16 for them explicitly). Other names pass through."""
-    if name != "auto":
-        return name
-    devices = keras.distribution.list_devices() if devices is None else devices
-    flags = cpu_flags() if flags is None else flags
-    cpu_only = all(device.lower().startswith("cpu") for device in devices)
-    return "mixed_bfloat16" if cpu_only and flags & set(BF16_CPU_FLAGS) else "float32"
 
 
 def build_model(config, num_classes):
@@ -225,7 +204,7 @@ def find_resumable_run(runs_dir, config):
     for run_dir in candidates:
         saved = run_dir / "config.yaml"
         if (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists() and saved.exists():
-            if yaml.safe_load(saved.read_text()) == json.loads(json.dumps(config)):
+            if comparable(yaml.safe_load(saved.read_text())) == comparable(config):
                 return run_dir
     return None
 
@@ -237,7 +216,7 @@ def new_run_dir(runs_dir, name):
     return run_dir
 
 
-def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
+def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, started=None):
     """Train from a resolved config; returns the run folder (None on a non-chief worker).
 
     The run folder holds config.yaml, model.keras (best by `train.monitor`), history.csv, curves.png,
@@ -245,8 +224,10 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
     model). Running the same config again resumes an unfinished run from its last finished epoch: weights,
     optimizer state (so the LR schedule), best score, early-stopping patience and history.csv continue.
     `distribute` ("none", "mirrored" or "multiworker", see `app.core.distribute`) splits each global batch of
-    `train.batch_size` over the replicas; only the chief process writes the run folder.
+    `train.batch_size` over the replicas; only the chief process writes the run folder. `train.time_budget`
+    sets the epochs (see `app.core.budget`), counting from `started` (a `time.monotonic()`; default: now).
     """
+    started = time.monotonic() if started is None else started
     with replicas(distribute) as setup:
         keras.utils.set_random_seed(config["seed"])
         batch = config["train"]["batch_size"]
@@ -266,6 +247,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
         if setup.count > 1:
             log(f"distribute: {setup.mode}, {setup.count} replicas, {batch // setup.count} images each per step")
         resumable = None if fresh else find_resumable_run(runs_dir, config)
+        if config["train"].get("time_budget") is not None:
+            prepared.budget = fit_to_budget(config, prepared, setup, resumable, started, log)
         if not setup.chief:
             with tempfile.TemporaryDirectory(prefix="segkit-worker-") as scratch:
                 fit_model(config, prepared, setup, pathlib.Path(scratch), resumable, log)
@@ -283,6 +266,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     second = ("pixel accuracy", "pixel_accuracy") if "pixel_accuracy" in metrics else ("mean Dice", "mean_dice")
     log(f"validation: mIoU {metrics['miou']:.4f}, {second[0]} {metrics[second[1]]:.4f}")
+    if prepared.budget is not None:
+        prepared.budget.finish(run_dir, log)
     log(f"run folder: {run_dir}")
     return run_dir
 
@@ -297,8 +282,10 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         table = pd.DataFrame({"class": prepared.class_names, "weight": class_weights})
         table.to_csv(out_dir / "class_weights.csv", index=False)
         log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
+    warmed = prepared.budget.take_model() if prepared.budget is not None else None
     with setup.scope():
-        model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared, class_weights)
+        model = warmed or compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
+                                        class_weights)
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
     log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
@@ -310,6 +297,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}")
     checkpoint = out_dir / "model.keras"
     callbacks = fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch, history)
+    if prepared.budget is not None:
+        callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, log))
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
     full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
     model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,

@@ -1,0 +1,293 @@
+"""Wall-clock time budgets (`train.time_budget`, `--time-budget 30m`): epochs fitted from a timed warm-up.
+
+Before training, a warm-up fits the model for two short epochs of WARMUP_STEPS steps, each with a full
+validation pass, on the real pipeline. The second epoch gives the time per training step and per validation
+pass; the first epoch's excess is the one-off cost (graph tracing, XLA compilation). On TensorFlow the warmed-up
+model is then reset (weights, optimizer state) and trained, so that cost is paid once: its cosine schedule reads
+its length from a variable set after the warm-up. On other backends the warm-up model is thrown away and the
+real first epoch pays the one-off cost again. `train.epochs` becomes the largest count whose whole run (all
+epochs with their validation and checkpoints, the one-off cost and the final evaluation) ends within SAFETY of
+the budget left, so the cosine schedule reaches its floor at the last epoch instead of being cut off.
+
+The run folder's budget.json keeps the budget, the estimate and the elapsed time; a resumed run keeps its
+epochs (saved in config.yaml) and reports the budget left. A guard stops training at an epoch end if the budget
+would otherwise be overrun (a slower machine than at the warm-up); then the schedule ends early.
+"""
+import dataclasses
+import json
+import math
+import re
+import tempfile
+import time
+
+import keras
+import yaml
+
+from app.core.config import ConfigError
+from app.core.outputs import atomic_path
+
+WARMUP_STEPS = 3
+SAFETY = 0.93
+"""Fraction of the remaining budget that the estimate may fill (the rest absorbs timing noise)."""
+MAX_WARMUP_SHARE = 0.1
+"""Learning-rate warm-up takes at most this share of the epochs a budget allows."""
+FINAL_OVERHEAD_S = 3.0
+"""Seconds for loading the best model and plotting the curves after the last epoch."""
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value, key="train.time_budget"):
+    """Seconds of a duration: a number of seconds or text like 90s, 30m, 1h, 1h30m, 1.5h; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text)
+        if not text or "".join(n + u for n, u in parts) != text or (len(parts) > 1 and not all(u for _, u in parts)):
+            raise ConfigError(f"{key} must be seconds or a duration like 90s, 30m, 1h or 1h30m; got {value!r}")
+        seconds = sum(float(number) * _UNITS[unit or "s"] for number, unit in parts)
+    if not seconds > 0:
+        raise ConfigError(f"{key} must be positive, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds):
+    """90 -> '1m30s', 3600 -> '1h', 45 -> '45s'."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v) or "0s"
+
+
+def comparable(config):
+    """The config as resume compares it: with a time budget, the epochs (and warm-up epochs) were derived from it,
+    so they do not count."""
+    config = json.loads(json.dumps(config))
+    if config.get("train", {}).get("time_budget") is not None:
+        config["train"].pop("epochs", None)
+        config["train"].pop("warmup_epochs", None)
+    return config
+
+
+@dataclasses.dataclass
+class Estimate:
+    """Seconds per training step, per validation pass, per epoch-end checkpoint and backup, to start an epoch's
+    training pipeline (shuffle buffer, first batch), the one-off first-epoch cost, and after the last epoch."""
+
+    step_s: float
+    val_s: float
+    save_s: float
+    start_s: float
+    first_epoch_extra_s: float
+    final_s: float
+    steps_per_epoch: int
+
+    @property
+    def epoch_s(self):
+        return self.steps_per_epoch * self.step_s + self.val_s + self.save_s + self.start_s
+
+    def epochs_within(self, seconds):
+        """The most epochs (at least 1) whose run fits in `seconds`."""
+        return max(1, math.floor((seconds - self.first_epoch_extra_s - self.final_s) / self.epoch_s))
+
+    def run_s(self, epochs):
+        return self.first_epoch_extra_s + epochs * self.epoch_s + self.final_s
+
+
+def _adjustable_schedule(optimizer):
+    """Give a CosineDecay learning rate variable warm-up and decay steps, so a train step traced now follows
+    lengths set later; returns the two variables, or None (other schedules, non-TensorFlow backends). The
+    schedule's saved config keeps plain numbers."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = getattr(inner, "_learning_rate", None)
+    if keras.backend.backend() != "tensorflow" or type(schedule) is not keras.optimizers.schedules.CosineDecay:
+        return None
+    plain = schedule.get_config
+    lengths = {key: keras.Variable(float(getattr(schedule, key)), trainable=False, name=f"budget_{key}")
+               for key in ("warmup_steps", "decay_steps")}
+    for key, variable in lengths.items():
+        setattr(schedule, key, variable)
+    schedule.get_config = lambda: {**plain(), **{key: int(keras.ops.convert_to_numpy(variable))
+                                                 for key, variable in lengths.items()}}
+    return lengths
+
+
+@dataclasses.dataclass
+class Budget:
+    """A run's time budget: its size, when this process started on it and the time earlier processes used."""
+
+    seconds: float
+    started: float
+    elapsed_before: float = 0.0
+    estimate: Estimate | None = None
+    epochs: int = 0
+    model: object = None
+    """The warmed-up, reset model that training continues with (None: build a new one)."""
+
+    def take_model(self):
+        model, self.model = self.model, None
+        return model
+
+    def elapsed(self):
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def save(self, run_dir):
+        state = {"budget_s": self.seconds, "epochs": self.epochs, "elapsed_s": round(self.elapsed(), 2),
+                 "estimate": None if self.estimate is None else dataclasses.asdict(self.estimate)}
+        with atomic_path(run_dir / "budget.json") as temp:
+            temp.write_text(json.dumps(state, indent=2))
+
+    def finish(self, run_dir, log=print):
+        self.save(run_dir)
+        log(f"time budget: {self.elapsed():.0f} s of {self.seconds:.0f} s used")
+
+
+class _WarmupTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.train, self.val, self._mark = [], [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._mark = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.train.append(time.perf_counter() - self._mark)
+        self._mark = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.val.append(time.perf_counter() - self._mark)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if len(self.train) <= epoch:  # no validation data
+            self.train.append(time.perf_counter() - self._mark)
+            self.val.append(0.0)
+
+
+def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
+    """Time two short epochs of the model on the real pipeline; returns (Estimate, model, length).
+
+    The model comes back reset to its initial weights and optimizer state, with a schedule whose length is the
+    variable `length` (TensorFlow); model and length are None where the model cannot be reused.
+    """
+    from app.core.distribute import distribute_dataset
+    from app.core.train import build_model, compile_model, compute_class_weights
+
+    with setup.scope():
+        model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
+                              compute_class_weights(config, prepared.class_table))
+        length = _adjustable_schedule(model.optimizer)
+        model.optimizer.build(model.trainable_variables)
+    weights = model.get_weights()
+    optimizer_state = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    train_rows = int((prepared.frame["split"] == "train").sum())
+    steps_per_epoch = max(1, train_rows // config["train"]["batch_size"]) if setup.count > 1 else \
+        math.ceil(train_rows / config["train"]["batch_size"])
+    timer = _WarmupTimer()
+    val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
+    # the training data itself (a repeated dataset has another iterator type: training would trace again),
+    # both short epochs from one pass over it
+    warm = max(1, min(steps, steps_per_epoch // 2))
+    same = steps_per_epoch >= 2
+    train_data = prepared.train if same else prepared.train.repeat()
+    model.fit(distribute_dataset(train_data, setup), validation_data=val, epochs=2, steps_per_epoch=warm,
+              callbacks=[timer], verbose=0)
+    with tempfile.TemporaryDirectory(prefix="segkit-budget-") as scratch:  # what the epoch-end callbacks write
+        mark = time.perf_counter()
+        model.save(f"{scratch}/model.keras")
+        model.save_weights(f"{scratch}/backup.weights.h5")
+        saving = time.perf_counter() - mark
+    mark = time.perf_counter()
+    iterator = iter(prepared.train)  # each epoch starts a new iterator: shuffle buffer, first batch
+    next(iterator)
+    start = time.perf_counter() - mark
+    del iterator
+    step_s = timer.train[1] / warm
+    extra = max(timer.train[0] - timer.train[1], 0.0) + max(timer.val[0] - timer.val[1], 0.0)
+    # the final evaluation predicts the validation split (training split when none) once, tracing again
+    final = (timer.val[1] + max(timer.val[0] - timer.val[1], 0.0) if prepared.val is not None
+             else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
+    if length is None:
+        return Estimate(step_s, timer.val[1], saving, start, extra, final, steps_per_epoch), None, None
+    model.set_weights(weights)
+    for variable, value in zip(model.optimizer.variables, optimizer_state):
+        variable.assign(value)
+    # the traced steps are reused; a last partial batch (a new shape) is traced once more
+    retrace = extra if train_rows % config["train"]["batch_size"] or not same else 0.0
+    return Estimate(step_s, timer.val[1], saving, start, retrace, final, steps_per_epoch), model, length
+
+
+def schedule_steps(config, train_rows):
+    """{warmup_steps, decay_steps} of the cosine schedule for `train.epochs`, as `app.core.train._optimizer`
+    computes them."""
+    train = config["train"]
+    steps = math.ceil(train_rows / train["batch_size"])
+    warmup = int(train["warmup_epochs"] * steps)
+    return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}
+
+
+def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
+    """Set `config["train"]["epochs"]` from the time budget (or from the resumed run); returns the Budget."""
+    seconds = parse_duration(config["train"]["time_budget"])
+    if setup.mode == "multiworker":
+        raise ConfigError("train.time_budget works within one process: set train.epochs for multiworker training")
+    if resume_dir is not None:
+        saved = yaml.safe_load((resume_dir / "config.yaml").read_text())
+        state_path = resume_dir / "budget.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        for key in ("epochs", "warmup_epochs"):
+            config["train"][key] = saved["train"][key]
+        budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
+                        Estimate(**state["estimate"]) if state.get("estimate") else None, saved["train"]["epochs"])
+        log(f"time budget {format_duration(seconds)}: resumed run used {budget.elapsed_before:.0f} s, "
+            f"{max(seconds - budget.elapsed(), 0):.0f} s left; epochs stay {budget.epochs}")
+        return budget
+    warmup_start = time.monotonic()
+    estimate, model, length = time_warmup(config, prepared, setup)  # no reseeding: TF would trace again
+    budget = Budget(seconds, started, estimate=estimate, model=model)
+    left = SAFETY * seconds - budget.elapsed()
+    epochs = estimate.epochs_within(left)
+    budget.epochs = config["train"]["epochs"] = epochs
+    if config["train"]["warmup_epochs"] > MAX_WARMUP_SHARE * epochs:
+        config["train"]["warmup_epochs"] = round(MAX_WARMUP_SHARE * epochs, 2)
+        log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
+    if length is not None:
+        for key, value in schedule_steps(config, int((prepared.frame["split"] == "train").sum())).items():
+            length[key].assign(float(value))
+    log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
+        f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
+        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), "
+        f"first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
+        f"{estimate.final_s:.0f} s -> train.epochs {epochs}, expected end at "
+        f"{budget.elapsed() + estimate.run_s(epochs):.0f} s")
+    if estimate.run_s(1) > left:
+        log(f"warning: {max(left, 0):.0f} s of the budget are left after the warm-up, but one epoch with the final "
+            f"evaluation takes ~{estimate.run_s(1):.0f} s: training one epoch")
+    return budget
+
+
+class BudgetGuard(keras.callbacks.Callback):
+    """Save the elapsed time at each epoch end; stop when the next epoch would overrun the budget."""
+
+    def __init__(self, budget, run_dir, log=print):
+        super().__init__()
+        self.budget, self.run_dir, self.log = budget, run_dir, log
+        self._epoch_start = None
+
+    def on_train_begin(self, logs=None):
+        self.budget.save(self.run_dir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.budget.save(self.run_dir)
+        if epoch + 1 >= self.budget.epochs:
+            return
+        last = time.monotonic() - self._epoch_start
+        final = self.budget.estimate.final_s if self.budget.estimate else FINAL_OVERHEAD_S
+        if self.budget.elapsed() + last + final > self.budget.seconds:
+            self.model.stop_training = True
+            self.log(f"time budget: stopping after epoch {epoch + 1}/{self.budget.epochs}: another epoch "
+                     f"(~{last:.0f} s) would overrun the budget (the machine is slower than at the warm-up)")

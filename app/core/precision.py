@@ -1,0 +1,102 @@
+"""`train.precision: auto`: the dtype policy the hardware computes fastest without hurting training.
+
+- GPUs that compute bfloat16 natively (compute capability 8.0 and later: A100, H100, L4, RTX 30xx/40xx):
+  mixed_bfloat16 (float32's range, no loss scaling).
+- GPUs with float16 tensor cores but no bfloat16 (compute capability 7.x: V100, T4, RTX 20xx): mixed_float16
+  (with dynamic loss scaling).
+- CPUs with native bfloat16 arithmetic (AMX-BF16 or AVX512-BF16 flags; 2-3x faster there): mixed_bfloat16.
+- Anything else (older GPUs, GPUs of unknown capability, other CPUs): float32.
+With several GPUs the weakest decides.
+"""
+import os
+import pathlib
+import subprocess
+
+import keras
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU features (Linux /proc/cpuinfo flags) with native bfloat16 arithmetic."""
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags, or an empty set where /proc/cpuinfo does not exist (macOS, Windows)."""
+    try:
+        text = pathlib.Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def _capability(value):
+    """(major, minor) from a tuple or a "8.0" string; None when unknown."""
+    if isinstance(value, str):
+        major, _, minor = value.partition(".")
+        return (int(major), int(minor or 0)) if major.isdigit() else None
+    return tuple(int(v) for v in value[:2]) if value else None
+
+
+def gpu_details():
+    """[{"name", "compute_capability": (major, minor) or None}] of the visible GPUs, on the current backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            return []
+        return [{"name": getattr(d, "device_kind", str(d)),
+                 "compute_capability": _capability(getattr(d, "compute_capability", None))} for d in gpus]
+    if keras.backend.backend() != "tensorflow":
+        return []
+    import tensorflow as tf
+
+    details = []
+    for device in tf.config.list_physical_devices("GPU"):
+        info = tf.config.experimental.get_device_details(device)
+        details.append({"name": info.get("device_name", device.name),
+                        "compute_capability": _capability(info.get("compute_capability"))})
+    return details
+
+
+def gpu_memory_bytes():
+    """Total memory of the smallest visible NVIDIA GPU (nvidia-smi), or None where it cannot be read."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sizes = {}
+    for line in out.strip().splitlines():
+        index, _, mib = line.partition(",")
+        if mib.strip().isdigit():
+            sizes[index.strip()] = int(mib) * 1024**2
+    if visible is not None:
+        sizes = {k: v for k, v in sizes.items() if k in visible.split(",")}
+    return min(sizes.values()) if sizes else None
+
+
+def resolve_precision(name, devices=None, flags=None, gpus=None):
+    """The dtype policy for `train.precision` (see the module docstring for `auto`); other names pass through.
+
+    Args:
+        name: a value of PRECISIONS.
+        devices: Keras device names ("cpu:0", "gpu:0"); defaults to `keras.distribution.list_devices()`.
+        flags: CPU feature flags; defaults to `cpu_flags()`.
+        gpus: `gpu_details()`-style descriptions; defaults to the visible GPUs when `devices` names any.
+    """
+    if name != "auto":
+        return name
+    devices = keras.distribution.list_devices() if devices is None else devices
+    flags = cpu_flags() if flags is None else flags
+    if all(device.lower().startswith("cpu") for device in devices) and not gpus:
+        return "mixed_bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
+    gpus = gpu_details() if gpus is None else gpus
+    capabilities = [gpu.get("compute_capability") for gpu in gpus]
+    if not capabilities or None in capabilities:
+        return "float32"
+    weakest = min(capabilities)
+    if weakest >= (8, 0):
+        return "mixed_bfloat16"
+    return "mixed_float16" if weakest >= (7, 0) else "float32"

@@ -1,0 +1,92 @@
+"""Time budgets: duration parsing, the epoch estimate, and a real budgeted run on the embedded nuclei data."""
+import json
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from app.core.budget import Estimate, comparable, format_duration, parse_duration
+from app.core.config import ConfigError
+from app.train import main
+from train_helpers import TINY, only_run_dir
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("1h30m", 5400),
+                                           ("1.5h", 5400), (45, 45), ("45", 45), (" 2m ", 120)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "10x", "-5m", "0", "1h30", "m"])
+def test_bad_durations_name_the_key(text):
+    with pytest.raises(ConfigError, match="train.time_budget"):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (45, 90, 3600, 5400, 0)] == ["45s", "1m30s", "1h", "1h30m", "0s"]
+
+
+def test_estimate_fits_whole_epochs_and_the_final_evaluation():
+    estimate = Estimate(step_s=0.5, val_s=1.0, save_s=0.5, start_s=0.5, first_epoch_extra_s=10.0, final_s=5.0,
+                        steps_per_epoch=8)
+    assert estimate.epoch_s == 6.0
+    assert estimate.epochs_within(100.0) == 14  # 10 + 14 * 6 + 5 = 99
+    assert estimate.run_s(14) <= 100.0 < estimate.run_s(15)
+    assert estimate.epochs_within(1.0) == 1
+
+
+def test_resume_ignores_epochs_derived_from_a_budget():
+    config = {"train": {"epochs": 7, "time_budget": "1m"}, "seed": 1}
+    assert comparable(config) == comparable({"train": {"epochs": 40, "time_budget": "1m"}, "seed": 1})
+    assert comparable(config) != comparable({"train": {"epochs": 7, "time_budget": "2m"}, "seed": 1})
+    assert comparable({"train": {"epochs": 7, "time_budget": None}}) != comparable(
+        {"train": {"epochs": 8, "time_budget": None}})
+
+
+@pytest.mark.slow
+def test_budgeted_run_ends_within_the_budget_at_the_schedule_floor(tmp_path):
+    budget = 90
+    start = time.monotonic()
+    # --data without --config: the dataset's plan, with the tiny-model flags winning over it
+    assert main(["--data", "data/nuclei", "--time-budget", f"{budget}s", "--runs-dir", str(tmp_path),
+                 "--set", "train.jit_compile=false", *TINY]) == 0
+    elapsed = time.monotonic() - start
+    run = only_run_dir(tmp_path)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    state = json.loads((run / "budget.json").read_text())
+    history = pd.read_csv(run / "history.csv")
+    assert elapsed <= budget * 1.1 + 5, f"run took {elapsed:.0f} s for a {budget} s budget"
+    assert config["model"]["base_filters"] == 4 and config["data"]["image_size"] == [64, 64]  # flags won
+    assert config["train"]["early_stopping_patience"] is None and config["train"]["time_budget"] == f"{budget}s"
+    assert len(history) == config["train"]["epochs"] == state["epochs"] >= 2
+    peak = config["train"]["learning_rate"]
+    assert history["learning_rate"].iloc[-1] == pytest.approx(0.01 * peak, rel=1e-3)  # CosineDecay alpha 0.01
+    assert history["learning_rate"].iloc[0] > 0.5 * peak
+    assert state["elapsed_s"] <= budget * 1.1
+
+
+def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
+    import types
+
+    from app.core.budget import fit_to_budget
+    from app.core.config import dump_config, load_config
+    from app.core.train import find_resumable_run
+
+    config = load_config(overrides=[{"train": {"time_budget": "10m"}}])
+    saved = load_config(overrides=[{"train": {"time_budget": "10m", "epochs": 17, "warmup_epochs": 0.5}}])
+    run = tmp_path / f"{config['name']}-20260101-000000"
+    (run / "backup").mkdir(parents=True)
+    dump_config(saved, run / "config.yaml")
+    (run / "budget.json").write_text(json.dumps({"budget_s": 600, "epochs": 17, "elapsed_s": 250.0,
+                                                "estimate": None}))
+    assert find_resumable_run(tmp_path, config) == run  # epochs differ: they came from the budget
+    assert find_resumable_run(tmp_path, load_config(overrides=[{"train": {"time_budget": "20m"}}])) is None
+    lines = []
+    budget = fit_to_budget(config, None, types.SimpleNamespace(mode="none"), run, time.monotonic(), lines.append)
+    assert config["train"]["epochs"] == budget.epochs == 17 and config["train"]["warmup_epochs"] == 0.5
+    assert 250 <= budget.elapsed() < 260
+    assert "resumed run used 250 s" in lines[0] and "epochs stay 17" in lines[0]
+    with pytest.raises(ConfigError, match="multiworker"):
+        fit_to_budget(config, None, types.SimpleNamespace(mode="multiworker"), None, time.monotonic())
