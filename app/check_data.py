@@ -17,6 +17,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="dataset folder or CSV file (overrides data.path)")
     parser.add_argument("--config", help="YAML config (default: built-in defaults, mask encoding auto-detected)")
+    parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb"], help="mask encoding (data.mask)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set data.mask=index (repeatable)")
     parser.add_argument("--out", help="folder for the class share chart and CSV tables")
@@ -29,8 +30,8 @@ def main(argv=None):
     from app.core.config import load_config, parse_override
     from app.core.check_data import check_dataset, summary_text, write_check_outputs
 
-    overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + [
-        parse_override(text) for text in args.set]
+    overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + (
+        [{"data": {"mask": args.mask}}] if args.mask else []) + [parse_override(text) for text in args.set]
     config = load_config(args.config, overrides)
     check = check_dataset(config)
     if check.scan is not None:

@@ -5,7 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from data import augment
-from data.masks import IGNORE_INDEX, read_image, read_instances, read_raw_mask
+from data.images import read_image
+from data.masks import IGNORE_INDEX, read_instances
 from data.weight_maps import unet_border_weights
 
 
@@ -25,7 +26,7 @@ class _ThreadLocalTransform:
 
 
 def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_size=None, resize=None, divisor=1,
-                  augment_options=None, border_weights=None, one_hot=False, cache=False, seed=0):
+                  augment_options=None, border_weights=None, one_hot=False, cache=False, seed=0, normalization=None):
     """Dataset of (image, mask) or (image, mask, pixel_weights) batches from a discovery frame.
 
     Args:
@@ -44,6 +45,7 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         one_hot: yield one-hot float masks (void pixels all zero) instead of class-index int32 masks.
         cache: keep decoded images in memory after the first epoch.
         seed: shuffling and augmentation seed; the same seed gives the same batches.
+        normalization: `data.normalization.Normalization` of the raw values; None scales by the dtype's range.
 
     Images are float32 in [0, 1]; masks int32 with void and padding as IGNORE_INDEX.
     """
@@ -54,8 +56,8 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
 
     def load(index):
         row = paths.iloc[int(index)]
-        image = read_image(row["image"], channels)
-        mask = encoding.decode(read_raw_mask(row["mask"]), row["mask"])
+        image = read_image(row["image"], channels, normalization)
+        mask = encoding.read(row["mask"])
         instances = read_instances(row["instances"]) if use_instances else np.zeros((0, 0), np.int32)
         return image, mask, instances
 

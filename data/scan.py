@@ -5,8 +5,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from data import normalization
 from data.discovery import DatasetError
-from data.masks import IGNORE_INDEX, MaskEncoding, ReadError, read_palette, read_raw_image, read_raw_mask, to_channels
+from data.images import match_channels, read_raw_image
+from data.mask_detection import detect_encoding
+from data.masks import IGNORE_INDEX, ReadError
 
 
 @dataclasses.dataclass
@@ -16,6 +19,8 @@ class ScanResult:
     files: pd.DataFrame
     class_counts: pd.DataFrame
     problems: list
+    pixel_sample: np.ndarray | None = None
+    """(N, channels) raw pixels sampled from the training images, for percentile normalisation."""
 
     def class_table(self, split="train"):
         """Per-class pixels, pixels of images containing the class, and pixel share, for one split."""
@@ -24,65 +29,38 @@ class ScanResult:
         return table
 
 
-def mask_encoding(config, frame):
-    """Build the MaskEncoding from the data config, inferring kind and class count where they are "auto"/None."""
-    kind = config.get("mask", "auto")
-    palette = read_palette(config["palette"]) if config.get("palette") else None
-    void = config.get("void")
-    if kind == "auto":
-        kind = "rgb" if palette is not None else _guess_kind(frame["mask"].head(8))
-    num_classes = config.get("num_classes")
-    if num_classes is None:
-        if kind == "binary":
-            num_classes = 2
-        elif kind == "rgb":
-            num_classes = len(palette) - (1 if void is not None and void < len(palette) else 0)
-        else:
-            num_classes = _max_label(frame["mask"], void) + 1
-    return MaskEncoding(kind=kind, num_classes=int(num_classes), void=void,
-                        threshold=config.get("threshold", 127), invert=bool(config.get("invert", False)),
-                        palette=palette)
+def mask_encoding(config, frame, facts=None):
+    """The MaskEncoding of the dataset's masks (see `data.mask_detection.detect_encoding`).
+
+    `facts`: optional object with class_names, palette, void and label_map that a dataset layout knows; config
+    keys that are set win over them.
+    """
+    return detect_encoding(config, frame["mask"], facts)
 
 
-def _guess_kind(mask_paths):
-    values = set()
-    for path in mask_paths:
-        raw = read_raw_mask(path)
-        if raw.ndim == 3:
-            raise ReadError(f"{path}: colour mask: set data.mask: rgb and data.palette to a name,r,g,b CSV")
-        values.update(np.unique(raw).tolist())
-    return "binary" if values <= {0, 255} or max(values) > 100 else "index"
-
-
-def _max_label(mask_paths, void):
-    def top(path):
-        values = np.unique(read_raw_mask(path))
-        return int(values[values != void].max()) if (values != void).any() else 0
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        return max(pool.map(top, mask_paths))
-
-
-def _check_row(row, encoding, channels):
-    """Read one pair; return (file record, per-class counts or None, problems)."""
+def _check_row(position, row, encoding, channels, sample_pixels):
+    """Read one pair; return (file record, per-class counts or None, problems, pixel sample or None)."""
     record = {"image": row.image, "mask": row.mask, "split": row.split}
-    problems = []
+    problems, sample = [], None
     try:
         raw = read_raw_image(row.image)
-        record.update(height=raw.shape[0], width=raw.shape[1], channels=raw.shape[2])
-        image = to_channels(raw, channels, row.image)
+        record.update(height=raw.shape[0], width=raw.shape[1], channels=raw.shape[2], dtype=raw.dtype.name)
+        image = match_channels(raw, channels, row.image)
+        if row.split == "train":
+            sample = normalization.pixel_sample(image, sample_pixels, position)
     except ReadError as err:
         problems.append(str(err))
         image = None
     try:
-        labels = encoding.decode(read_raw_mask(row.mask), row.mask)
+        labels = encoding.read(row.mask)
     except ReadError as err:
         problems.append(str(err))
-        return record, None, problems
+        return record, None, problems, sample
     if image is not None and image.shape[:2] != labels.shape:
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
                         f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
     counts = np.bincount(labels.ravel(), minlength=IGNORE_INDEX + 1)
-    return record, counts, problems
+    return record, counts, problems, sample
 
 
 def scan(frame, encoding, channels=3, class_names=None, workers=4):
@@ -96,8 +74,12 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise DatasetError([f"class_names has {len(names)} names but num_classes is {num_classes}"])
+    sample_pixels = max(64, normalization.SAMPLE_PIXELS // max(1, int((frame["split"] == "train").sum())))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda row: _check_row(row, encoding, channels), frame.itertuples(index=False)))
+        results = list(pool.map(lambda item: _check_row(*item, encoding, channels, sample_pixels),
+                                enumerate(frame.itertuples(index=False))))
+    samples = [sample for *_, sample in results if sample is not None]
+    results = [result[:3] for result in results]
     problems = [p for _, _, found in results for p in found]
     rows = []
     for split in sorted(frame["split"].unique()):
@@ -110,10 +92,17 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4):
                          "image_pixels": int(totals[present].sum()), "images": int(present.sum())})
     counts = pd.DataFrame(rows, columns=["split", "class", "pixels", "image_pixels", "images"])
     used = counts.groupby("class", sort=False)["pixels"].sum().to_numpy() > 0
-    if not problems and used.any() and encoding.kind != "rgb":
+    if not problems and encoding.kind == "binary" and not used[1:].any():
+        problems.append(f"{frame['mask'].iloc[0]}: no mask has a foreground pixel above data.threshold "
+                        f"{encoding.threshold}; for 0/1 masks set --set data.threshold=0 (or leave it unset)")
+    elif not problems and used.any() and encoding.kind != "rgb":
         highest = int(np.flatnonzero(used).max())
-        if highest < num_classes - 1:
+        if highest == 0:
+            problems.append(f"{frame['mask'].iloc[0]}: only class 0 occurs in the masks: nothing to segment; "
+                            f"check data.masks_dir and data.mask ({encoding.describe()})")
+        elif highest < num_classes - 1:
             problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "
                             f"set num_classes: {highest + 1} or check the masks")
     files = pd.DataFrame([rec for rec, _, _ in results])
-    return ScanResult(files=files, class_counts=counts, problems=problems)
+    sample = np.concatenate(samples) if samples else None
+    return ScanResult(files=files, class_counts=counts, problems=problems, pixel_sample=sample)

@@ -47,6 +47,14 @@ class Predictor:
     input_size: tuple | None = None
     tta_flips: tuple = ((2,), (1,))
     """Array axes of the flips that test-time augmentation averages (2: left-right, 1: up-down)."""
+    normalization: object = None
+    """`data.normalization.Normalization` the run trained with (None: values / dtype range)."""
+
+    def read_image(self, path):
+        """An image file as this model's input, read and normalised exactly as training read it."""
+        from data.images import read_image
+
+        return read_image(path, self.channels, self.normalization)
 
 
 def _read_config(run_dir):
@@ -125,9 +133,16 @@ def load_predictor(run_dir=None, model_path=None):
 
         divisor = required_divisor(config["model"]["name"], **model_options(config))
     resize = (config or {}).get("data", {}).get("resize")
+    from data.normalization import from_config
+
+    normalization = from_config((config or {}).get("data", {}).get("normalization", "unit"), channels)
+    if normalization is None:
+        raise ValueError(f"{run_dir}/config.yaml: data.normalization has no statistics (the run did not finish "
+                         f"its data scan); train again or set it to {{method: percentile, low: [...], high: [...]}}")
     return Predictor(model=model, path=path, channels=channels, num_classes=num_classes, divisor=divisor,
                      class_names=_class_names(run_dir, config, num_classes),
-                     colours=class_colours(config, num_classes), config=config,
+                     colours=class_colours(config, num_classes, run_dir), config=config,
+                     normalization=normalization,
                      resize=tuple(resize) if resize else None,
                      input_size=tuple(input_size) if input_size else None, tta_flips=tta_flips(config))
 
