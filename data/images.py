@@ -40,7 +40,11 @@ def _png_is_16bit_colour(path):
 
 
 def _channels_last(array, axes, path, what):
-    """An HxW or HxWxC array from a TIFF series of any axis order (length-1 axes dropped)."""
+    """An HxW or HxWxC array from a TIFF series of any axis order (length-1 axes dropped).
+
+    Samples (S) or channels (C) move last; an axis of unknown meaning (pages written by a tool that did not say)
+    is taken as the bands when it is the first or last axis and the shorter of the two.
+    """
     keep = [i for i, size in enumerate(array.shape) if size > 1 or axes[i] in "YX"]
     array = array.reshape([array.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
@@ -48,7 +52,7 @@ def _channels_last(array, axes, path, what):
         return array
     if array.ndim == 3 and "Y" in axes and "X" in axes and axes.index("Y") < axes.index("X"):
         band = next(i for i, a in enumerate(axes) if a not in "YX")
-        if axes[band] in "SCQI" and array.shape[band] <= MAX_CHANNELS:
+        if axes[band] in "SC" and array.shape[band] <= MAX_CHANNELS:
             return np.moveaxis(array, band, -1)
     if array.ndim == 3 and min(array.shape[0], array.shape[2]) <= MAX_CHANNELS:
         return array if array.shape[2] <= array.shape[0] else np.moveaxis(array, 0, -1)

@@ -103,11 +103,16 @@ def survey_masks(paths, workers=4):
     return survey
 
 
-def _values_text(values):
-    values = [int(v) for v in values]
-    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}..{values[-1]}"
-    return ", ".join(map(str, values[:10])) + (f", ... ({len(values)} values)" if len(values) > 10 else "")
+def _values_text(values, limit=10):
+    """Sorted values with runs of three or more shortened: "0..3, 15, 255"."""
+    runs = []
+    for value in map(int, values):
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    parts = [f"{a}..{b}" if b - a >= 2 else ", ".join(map(str, range(a, b + 1))) for a, b in runs]
+    return ", ".join(parts[:limit]) + (f", ... ({len(values)} values)" if len(parts) > limit else "")
 
 
 def _colour_text(code):
@@ -253,8 +258,9 @@ def _binary_encoding(survey, config, void, common, prefix=""):
     plain = [v for v in values if v != void]
     if threshold is None:
         found = _two_values(np.array(plain)) or _near_binary(survey)
-        if found is None and plain and max(plain) <= 1:
-            found = 0, "values 0/1: binary, threshold 0"
+        if found is None and len(plain) == 2:
+            found = (plain[0] + plain[1]) // 2, f"values {plain[0]}/{plain[1]}: binary, threshold " \
+                                                f"{(plain[0] + plain[1]) // 2}"
         threshold, why = found if found else (127, f"values {_values_text(plain)}: binary, threshold 127")
     else:
         why = f"values {_values_text(plain)}: binary, threshold {threshold} (data.threshold)"
@@ -319,6 +325,10 @@ def _grey_encoding(survey, kind, config, void, void_source, num_classes, common)
             raise ReadError(f"{example}: every mask holds the single value {classes[0]}"
                             + (f" (and void {void})" if void is not None else "")
                             + ": nothing to segment; check data.masks_dir, or set --mask binary if it is foreground")
+        if len(classes) == 2 and classes[0] == 0 and void is None:
+            raise ReadError(f"{survey.value_file[top]}: mask values 0 and {top} only: binary masks with foreground "
+                            f"{top}, or index masks whose classes 1..{top - 1} never occur? set --mask binary "
+                            f"(or --mask index)")
         if top > 2 * len(classes) + 10:
             raise ReadError(f"{survey.value_file[top]}: mask values {_values_text(values)} are neither class indexes "
                             f"0..N-1 ({top + 1 - len(classes)} of {top + 1} classes would never occur) nor two-valued "

@@ -57,8 +57,10 @@ def _check_row(position, row, encoding, channels, sample_pixels):
         problems.append(str(err))
         return record, None, problems, sample
     if image is not None and image.shape[:2] != labels.shape:
+        turned = ("; images with an EXIF orientation are read turned, as viewers show them, and masks must "
+                  "match that view") if image.shape[1::-1] == labels.shape else ""
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
-                        f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
+                        f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH){turned}")
     counts = np.bincount(labels.ravel(), minlength=IGNORE_INDEX + 1)
     return record, counts, problems, sample
 
