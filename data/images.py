@@ -12,7 +12,7 @@ import warnings
 import cv2
 import numpy as np
 import tifffile
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 MAX_CHANNELS = 64
@@ -30,6 +30,8 @@ def _damaged(path, what, err):
     detail = str(err) or type(err).__name__
     if "truncated" in detail:
         return ReadError(f"{path}: damaged {what}: {detail}; re-save or remove the file")
+    if isinstance(err, UnidentifiedImageError):
+        return ReadError(f"{path}: unreadable or corrupt {what}")
     return ReadError(f"{path}: unreadable or corrupt {what} ({detail})")
 
 
@@ -143,8 +145,7 @@ def match_channels(image, channels, path="image"):
             image = image.astype(np.float32)
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
     if image.shape[2] != channels:
-        raise ReadError(f"{path}: image has {image.shape[2]} channels, the model takes {channels} "
-                        f"(set data.channels: {image.shape[2]} to use them all)")
+        raise ReadError(f"{path}: image has {image.shape[2]} channels, the model takes {channels}")
     return image
 
 

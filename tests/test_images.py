@@ -141,7 +141,7 @@ def test_multiband_tiff_layouts_read_channels_last(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((80, 70, 90), np.uint8))
     with pytest.raises(ReadError, match=r"stack.tif: TIFF image of shape \(80, 70, 90\).*not a z-stack"):
         read_raw_image(tmp_path / "stack.tif")
-    with pytest.raises(ReadError, match=r"planar.tif: image has 5 channels, the model takes 3 .*data.channels: 5"):
+    with pytest.raises(ReadError, match=r"planar.tif: image has 5 channels, the model takes 3"):
         read_image(tmp_path / "planar.tif", 3)
 
 
