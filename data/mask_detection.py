@@ -313,7 +313,7 @@ def _grey_encoding(survey, kind, config, void, void_source, num_classes, common)
                             f"--mask binary if they are binary)")
     if void is None:
         for candidate in (IGNORE_INDEX, 65535):
-            if candidate in values and (len(values) > 1):
+            if candidate in values and len([v for v in values if v not in (0, candidate)]) >= 1:
                 void, void_source = candidate, "inferred"
                 break
     classes = [v for v in values if v != void]
@@ -335,6 +335,12 @@ def _grey_encoding(survey, kind, config, void, void_source, num_classes, common)
                             f"binary: set --mask index to train {top + 1} classes as they are, or --mask binary, or "
                             f"re-encode the masks as 0..N-1")
     count = int(num_classes or top + 1)
+    if count < 2:
+        raise ReadError(f"{example}: every mask holds class 0 only"
+                        + (f" (and void {void})" if void is not None else "") + ": nothing to segment; check "
+                        "data.masks_dir")
+    if count >= IGNORE_INDEX and values == [0, IGNORE_INDEX]:
+        raise ReadError(f"{example}: mask values 0 and 255 are binary masks, not class indexes: set --mask binary")
     if count >= IGNORE_INDEX:
         raise ReadError(f"{survey.value_file[top]}: mask values up to {top} ({len(classes)} distinct): more than "
                         f"{IGNORE_INDEX - 1} classes, or instance ids rather than class indexes; semantic masks need "

@@ -214,3 +214,19 @@ def test_layout_facts_give_void_names_and_colours(tmp_path):
     assert (encoding.kind, encoding.num_classes, encoding.void) == ("index", 3, 250)
     np.testing.assert_array_equal(encoding.colours, [[1, 4, 7], [2, 5, 8], [3, 6, 9]])
     assert _encoding(root, facts, void=None, num_classes=4, mask="index").num_classes == 4
+
+
+def test_forced_index_on_0_255_masks_says_binary(tmp_path):
+    root = _dataset(tmp_path, [_blocks([0, 255])])
+    with pytest.raises(ReadError, match=r"s0.png: mask values 0 and 255 are binary masks.*--mask binary"):
+        _encoding(root, mask="index")
+
+
+def test_run_palette_gives_the_class_colours_to_predict(tmp_path):
+    from app.core.palette import class_colours
+    from app.core.train import write_class_palette
+
+    colours = voc_colormap()[:3]
+    write_class_palette(tmp_path / "palette.csv", ["bg", "a", "b"], colours)
+    np.testing.assert_array_equal(class_colours({"data": {}}, 3, tmp_path), colours)
+    assert not np.array_equal(class_colours({"data": {}}, 3), colours)
