@@ -144,8 +144,8 @@ def detect_encoding(config, mask_paths, facts=None, workers=4):
         raise ReadError(f"data.num_classes: {num_classes} class cannot be trained: a softmax over one class always "
                         f"predicts it (mIoU 1.0 for nothing learnt); binary masks are 2 classes, background and "
                         f"foreground: leave data.num_classes unset or set it to 2")
-    names = config.get("class_names") or _attr(facts, "class_names")
-    if num_classes is None and names:
+    names = _attr(facts, "class_names")
+    if num_classes is None and names and not config.get("class_names"):
         num_classes = len(names)
     palette, source = None, None
     if config.get("palette"):
