@@ -16,6 +16,8 @@ import numpy as np
 import yaml
 
 from app.core.palette import class_colours
+from data.images import read_image
+from data.normalization import from_config
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Padded images with more pixels than this are tiled automatically."""
@@ -52,8 +54,6 @@ class Predictor:
 
     def read_image(self, path):
         """An image file as this model's input, read and normalised exactly as training read it."""
-        from data.images import read_image
-
         return read_image(path, self.channels, self.normalization)
 
 
@@ -133,8 +133,6 @@ def load_predictor(run_dir=None, model_path=None):
 
         divisor = required_divisor(config["model"]["name"], **model_options(config))
     resize = (config or {}).get("data", {}).get("resize")
-    from data.normalization import from_config
-
     normalization = from_config((config or {}).get("data", {}).get("normalization", "unit"), channels)
     if normalization is None:
         raise ValueError(f"{run_dir}/config.yaml: data.normalization has no statistics (the run did not finish "
