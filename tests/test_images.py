@@ -50,6 +50,11 @@ def test_exif_rotated_jpeg_is_read_as_shown_and_matches_its_mask(tmp_path, capsy
         np.testing.assert_allclose(image[inside].mean(0) * 255, colour, atol=6)
     assert check_data(["--data", str(tmp_path), "--set", "data.val_fraction=0"]) == 0
     assert "48x32 (1)" in capsys.readouterr().out
+    cv2.imwrite(str(tmp_path / "masks" / "phone.png"), np.ascontiguousarray(np.rot90(mask, 1)))
+    frame = discover(tmp_path, val_fraction=0.0)
+    (problem,) = scan(frame, mask_encoding({}, frame)).problems
+    assert problem.startswith(f"{tmp_path / 'masks' / 'phone.png'}: mask is 48x32 but its image")
+    assert "EXIF orientation are read turned, as viewers show them" in problem
 
 
 def test_pillow_reads_8_bit_files_exactly_as_opencv_did(tmp_path):
