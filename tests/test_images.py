@@ -192,3 +192,18 @@ def test_five_band_tiff_trains_one_epoch_and_predicts(tmp_path):
     assert cv2.imread(str(out / "overlay" / "s0.png")).shape == (64, 64, 3)
     assert json.loads((run / "metrics.json").read_text())["split"] == "val"
     assert len(pd.read_csv(out / "palette.csv")) == 2
+
+
+def test_percentiles_refuse_mixed_bit_depths(tmp_path):
+    from app.core.train import resolve_normalization
+    from data.discovery import DatasetError
+
+    root = _write_tiff_dataset(tmp_path / "d", count=2, bands=1)
+    cv2.imwrite(str(root / "images" / "s1.png"), np.zeros((64, 64), np.uint8))
+    (root / "images" / "s1.tif").unlink()
+    frame = discover(root, val_fraction=0.0)
+    result = scan(frame, mask_encoding({}, frame), channels=1)
+    with pytest.raises(DatasetError, match=r"s1.png: uint8 image, but .*s0.tif is uint16: .*data.normalization=unit"):
+        resolve_normalization({"normalization": "auto", "channels": 1}, result)
+    unit = resolve_normalization({"normalization": "unit", "channels": 1}, result)
+    assert unit == Normalization()
