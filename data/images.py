@@ -110,7 +110,7 @@ def read_array(path, what="image", keep_palette=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.format == "PNG" and _png_is_16bit_colour(path):
+                if image.format == "PNG" and image.mode in ("RGB", "RGBA") and _png_is_16bit_colour(path):
                     image.verify()
                     return _read_16bit_colour_png(path, what), None
                 image.load()
