@@ -19,6 +19,8 @@ def parse_args(argv=None):
     parser.add_argument("--layout", help="dataset layout: auto (default, detected and printed) or a name of "
                                          "data.layouts (paired, segnet, csv, voc, cityscapes, ade, coco, labelme)")
     parser.add_argument("--config", help="YAML config (default: built-in defaults, mask encoding auto-detected)")
+    parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb", "multilabel"],
+                        help="mask encoding (data.mask)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set data.mask=index (repeatable)")
     parser.add_argument("--out", help="folder for the class share chart and CSV tables")
@@ -32,8 +34,8 @@ def main(argv=None):
     from app.core.check_data import check_dataset, summary_text, write_check_outputs
 
     overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + (
-        [{"data": {"layout": args.layout}}] if args.layout is not None else []) + [
-        parse_override(text) for text in args.set]
+        [{"data": {"layout": args.layout}}] if args.layout is not None else []) + (
+        [{"data": {"mask": args.mask}}] if args.mask else []) + [parse_override(text) for text in args.set]
     config = load_config(args.config, overrides)
     check = check_dataset(config)
     if check.scan is not None:

@@ -68,7 +68,6 @@ def main(argv=None):
     from app.core.inference import load_predictor, predict_labels
     from app.core.outputs import output_dir, write_image, write_text
     from app.core.palette import colourise, display_image, overlay
-    from data.masks import read_image
 
     files = image_files(args.inputs)
     predictor = load_predictor(args.run, args.model)
@@ -85,7 +84,7 @@ def main(argv=None):
     palette.insert(0, "name", predictor.class_names)
     write_text(out / "palette.csv", palette.to_csv(index=False))
     for file in tqdm(files, unit="image", disable=None):
-        image = read_image(file, predictor.channels)
+        image = predictor.read_image(file)
         if predictor.multilabel:
             masks = multilabel.predict_masks(predictor, image, threshold, **args.options)
             multilabel.write_masks(out, file.stem, masks, predictor.class_names)

@@ -1,4 +1,4 @@
-"""Read images and decode masks (class-index, binary or RGB palette) into class-index maps."""
+"""Decode masks (class-index, binary or RGB palette) into class-index maps."""
 import dataclasses
 import pathlib
 
@@ -6,18 +6,19 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from data.images import ReadError, read_array, read_image, read_raw_image, to_channels  # noqa: F401 (re-exported)
+
 IGNORE_INDEX = 255
 """Value of void/ignored pixels in decoded masks (so at most 255 classes); losses and metrics ignore it."""
 
 MASK_KINDS = ("index", "binary", "rgb")
 
 
-class ReadError(ValueError):
-    """A file that cannot be read or decoded; the message names the file."""
-
-
 def read_palette(csv_path):
-    """Read a palette CSV with columns name,r,g,b (optionally index) into a DataFrame ordered by class index."""
+    """Read a palette CSV with columns name,r,g,b (optionally index) into a DataFrame ordered by class index.
+
+    Indexes are 0..N-1 without gaps, plus optionally a row with index 255 (IGNORE_INDEX): the void colour.
+    """
     path = pathlib.Path(csv_path)
     try:
         table = pd.read_csv(path)
@@ -30,61 +31,29 @@ def read_palette(csv_path):
     if "index" not in table.columns:
         table["index"] = range(len(table))
     table = table.sort_values("index").reset_index(drop=True)
-    if list(table["index"]) != list(range(len(table))):
-        raise ReadError(f"{path}: palette indices must be 0..{len(table) - 1} without gaps")
+    classes = [i for i in table["index"] if i != IGNORE_INDEX]
+    if classes != list(range(len(classes))):
+        raise ReadError(f"{path}: palette indices must be 0..{len(classes) - 1} without gaps (and 255 for void)")
     if table.duplicated(["r", "g", "b"]).any():
         raise ReadError(f"{path}: two palette rows share a colour")
     return table[["index", "name", "r", "g", "b"]]
 
 
-def _to_unit_float(image):
-    """Scale any integer or float image to float32 in [0, 1] by its dtype's range."""
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
-    if np.issubdtype(image.dtype, np.integer):
-        return image.astype(np.float32) / np.iinfo(image.dtype).max
-    return np.clip(image.astype(np.float32), 0.0, 1.0)
+def read_raw_mask(path, colour=False):
+    """Read a mask file as stored: 2-D for single-channel files (8 or 16 bits) and for the indexes of palette
+    ("P" mode) PNGs, HxWx3 RGB for colour files (palette files too with `colour`); grey RGB files become 2-D."""
+    mask, _ = read_array(path, "mask", keep_palette=not colour)
+    return mask_array(mask)
 
 
-def read_raw_image(path):
-    """Read an image file unchanged as HxWxC (RGB order, alpha dropped, grey as one channel)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ReadError(f"{path}: unreadable or corrupt image")
-    if image.ndim == 2:
-        return image[..., None]
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.shape[2] == 3 else image
-
-
-def to_channels(image, channels, path="image"):
-    """Convert a raw HxWxC image to float32 HxWx`channels` in [0, 1] (grey <-> RGB as needed)."""
-    if image.shape[2] == 1 and channels == 3:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 3 and channels == 1:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
-    elif image.shape[2] != channels:
-        raise ReadError(f"{path}: image has {image.shape[2]} channels, the model takes {channels}")
-    return _to_unit_float(image)
-
-
-def read_image(path, channels=3):
-    """Read an image file as float32 HxWx`channels` in [0, 1], RGB order."""
-    return to_channels(read_raw_image(path), channels, path)
-
-
-def read_raw_mask(path):
-    """Read a mask file unchanged (2-D for single-channel files, HxWx3 RGB for colour files)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise ReadError(f"{path}: unreadable or corrupt mask")
+def mask_array(mask):
+    """A mask as decoding takes it: one channel squeezed, colour channels beyond RGB dropped, grey RGB -> 2-D."""
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        return mask[..., 0]
     if mask.ndim == 3:
         mask = mask[..., :3]
         if (mask[..., 0] == mask[..., 1]).all() and (mask[..., 1] == mask[..., 2]).all():
             mask = mask[..., 0]
-        else:
-            mask = cv2.cvtColor(mask, cv2.COLOR_BGR2RGB)
     return mask
 
 
@@ -102,12 +71,18 @@ class MaskEncoding:
 
     Args:
         kind: "index" (pixel value = class, 0..num_classes-1), "binary" (foreground where value > threshold,
-            e.g. 0/255 or near-binary JPEG masks) or "rgb" (colour looked up in `palette`).
+            e.g. 0/1, 0/255 or near-binary JPEG masks) or "rgb" (colour looked up in `palette`).
         num_classes: number of classes the model predicts (void excluded).
-        void: file value (index masks) or palette index (rgb masks) of void pixels, which are ignored.
-        threshold: binary masks: values above it are foreground (class 1).
+        void: file value (index and binary masks) or palette index (rgb masks) of void pixels, which are ignored.
+        threshold: binary masks: values above it are foreground (class 1): 0 for 0/1 masks, 127 for 0/255.
         invert: binary masks: swap foreground and background (e.g. ISBI, where 0 = membrane).
-        palette: rgb masks: DataFrame from `read_palette`.
+        palette: rgb masks: DataFrame from `read_palette` (columns index, name, r, g, b).
+        label_map: index masks: {file value: class index or 255 for void} applied first (e.g. Cityscapes
+            label ids -> train ids); file values missing from it are errors.
+        reason: why this encoding was chosen (printed by check_data and training).
+        colours: (num_classes, 3) uint8 class colours the masks themselves define (palette PNG, colour map,
+            palette CSV), or None.
+        class_names: class names the dataset defines, or None.
     """
 
     kind: str
@@ -116,6 +91,10 @@ class MaskEncoding:
     threshold: int = 127
     invert: bool = False
     palette: pd.DataFrame | None = dataclasses.field(default=None, compare=False)
+    label_map: dict | None = None
+    reason: str = dataclasses.field(default="", compare=False)
+    colours: np.ndarray | None = dataclasses.field(default=None, compare=False)
+    class_names: tuple | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.kind not in MASK_KINDS:
@@ -124,6 +103,23 @@ class MaskEncoding:
             raise ValueError("rgb masks need a palette CSV (data.palette)")
         if not 1 <= self.num_classes < IGNORE_INDEX:
             raise ValueError(f"num_classes must be 1..{IGNORE_INDEX - 1}, got {self.num_classes}")
+        if self.label_map:
+            values = [int(v) for v in self.label_map if int(v) >= 0]
+            lookup = np.full(max(values) + 1, -1, np.int64)
+            for value, label in self.label_map.items():
+                if int(value) >= 0:
+                    lookup[int(value)] = int(label)
+            object.__setattr__(self, "_lookup", lookup)
+
+    def describe(self):
+        """One line: kind, class count, void and why, e.g. "index masks, 21 classes, void 255 (palette PNG)"."""
+        text = f"{self.kind} masks, {self.num_classes} classes"
+        text += f", void {self.void}" if self.void is not None else ""
+        return text + (f" ({self.reason})" if self.reason else "")
+
+    def read(self, path):
+        """Read and decode one mask file (see `decode`)."""
+        return self.decode(read_raw_mask(path, colour=self.kind == "rgb"), path)
 
     def decode(self, raw, path="mask"):
         """Raw mask -> uint8 class-index map with void as IGNORE_INDEX.
@@ -133,25 +129,43 @@ class MaskEncoding:
         """
         if self.kind == "binary":
             grey = raw if raw.ndim == 2 else cv2.cvtColor(raw, cv2.COLOR_RGB2GRAY)
-            return ((grey > self.threshold) != self.invert).astype(np.uint8)
+            out = ((grey > self.threshold) != self.invert).astype(np.uint8)
+            if self.void is not None:
+                out[grey == self.void] = IGNORE_INDEX
+            return out
         if self.kind == "rgb":
             return self._decode_rgb(raw, path)
         if raw.ndim != 2:
-            raise ReadError(f"{path}: colour mask but data.mask is 'index' (use 'rgb' with a palette)")
+            raise ReadError(f"{path}: colour mask but data.mask is 'index' (use --mask rgb with "
+                            f"--set data.palette=PALETTE.csv)")
         labels = raw.astype(np.int64)
+        if self.label_map:
+            labels = self._map_labels(labels, path)
+            void = IGNORE_INDEX
+        else:
+            void = self.void
         valid = labels < self.num_classes
-        if self.void is not None:
-            valid |= labels == self.void
+        if void is not None:
+            valid |= labels == void
         if not valid.all():
             bad = np.unique(labels[~valid])
             raise ReadError(
                 f"{path}: mask values {_short(bad)} outside classes 0..{self.num_classes - 1}"
-                + (f" and void {self.void}" if self.void is not None else "")
+                + (f" and void {void}" if void is not None else "")
+                + (" (after the label map)" if self.label_map else "")
             )
         out = labels.astype(np.uint8)
-        if self.void is not None:
-            out[labels == self.void] = IGNORE_INDEX
+        if void is not None:
+            out[labels == void] = IGNORE_INDEX
         return out
+
+    def _map_labels(self, labels, path):
+        lookup = self._lookup
+        inside = (labels >= 0) & (labels < len(lookup))
+        mapped = np.where(inside, lookup[np.clip(labels, 0, len(lookup) - 1)], -1)
+        if (mapped < 0).any():
+            raise ReadError(f"{path}: mask values {_short(np.unique(labels[mapped < 0]))} are not in the label map")
+        return mapped
 
     def _decode_rgb(self, raw, path):
         if raw.ndim == 2:

@@ -175,7 +175,17 @@ class MultilabelEncoding:
     missing_empty: bool = False
     kind = MULTILABEL
     palette = None
+    colours = None
     invert = False
+
+    @property
+    def reason(self):
+        return "one binary mask per class folder" if self.folders else "one class per channel of each mask file"
+
+    def describe(self):
+        """One line like MaskEncoding.describe: kind, class count, void and why."""
+        void = f", void {self.void}" if self.void is not None else ""
+        return f"multilabel masks, {self.num_classes} classes{void} ({self.reason})"
 
     def read(self, path):
         """uint8 (H, W, C) multi-hot mask with void as IGNORE_INDEX, from a frame's `mask` cell.
@@ -251,21 +261,13 @@ def multilabel_encoding(config, frame):
     if missing not in ("error", "empty"):
         raise ReadError(f"data.missing_class_masks must be error or empty, got {missing!r}")
     return MultilabelEncoding(num_classes=len(names), class_names=tuple(names), folders=folders,
-                              void=config.get("void"), threshold=config.get("threshold", 127),
+                              void=config.get("void"),
+                              threshold=127 if config.get("threshold") is None else config["threshold"],
                               missing_empty=missing == "empty")
 
 
 def is_multilabel(encoding):
     return getattr(encoding, "kind", None) == MULTILABEL
-
-
-def read_mask(encoding, path):
-    """Decoded mask of any encoding: (H, W) class indices, or (H, W, C) multi-hot for multi-label encodings."""
-    if is_multilabel(encoding):
-        return encoding.read(path)
-    from data.masks import read_raw_mask
-
-    return encoding.decode(read_raw_mask(path), path)
 
 
 def pixel_counts(labels):

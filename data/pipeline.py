@@ -5,8 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 from data import augment
-from data.masks import IGNORE_INDEX, read_image, read_instances
-from data.multilabel import is_multilabel, read_mask
+from data.images import read_image
+from data.masks import IGNORE_INDEX, read_instances
+from data.multilabel import is_multilabel
 from data.weight_maps import unet_border_weights
 
 
@@ -26,7 +27,7 @@ class _ThreadLocalTransform:
 
 
 def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_size=None, resize=None, divisor=1,
-                  augment_options=None, border_weights=None, one_hot=False, cache=False, seed=0):
+                  augment_options=None, border_weights=None, one_hot=False, cache=False, seed=0, normalization=None):
     """Dataset of (image, mask) or (image, mask, pixel_weights) batches from a discovery frame.
 
     Args:
@@ -45,6 +46,7 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         one_hot: yield one-hot float masks (void pixels all zero) instead of class-index int32 masks.
         cache: keep decoded images in memory after the first epoch.
         seed: shuffling and augmentation seed; the same seed gives the same batches.
+        normalization: `data.normalization.Normalization` of the raw values; None scales by the dtype's range.
 
     Images are float32 in [0, 1]; masks int32 with void and padding as IGNORE_INDEX. Multi-label encodings
     (`data.multilabel`) yield float32 (H, W, C) multi-hot masks: 0, 1, and IGNORE_INDEX per pixel and class on
@@ -61,8 +63,8 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
 
     def load(index):
         row = paths.iloc[int(index)]
-        image = read_image(row["image"], channels)
-        mask = read_mask(encoding, row["mask"])
+        image = read_image(row["image"], channels, normalization)
+        mask = encoding.read(row["mask"])
         instances = read_instances(row["instances"]) if use_instances else np.zeros((0, 0), np.int32)
         return image, mask, instances
 

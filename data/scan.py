@@ -5,11 +5,14 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from data import normalization
 from data.discovery import DatasetError
 from data.fingerprint import image_statistics
-from data.masks import MaskEncoding, ReadError, read_palette, read_raw_image, read_raw_mask, to_channels
+from data.images import match_channels, read_raw_image
+from data.mask_detection import detect_encoding
+from data.masks import ReadError
 from data.multilabel import (MULTILABEL, empty_class_problems, is_class_folder_mask, is_multilabel,
-                             multilabel_encoding, pixel_counts, read_mask)
+                             multilabel_encoding, pixel_counts)
 
 
 @dataclasses.dataclass
@@ -21,6 +24,8 @@ class ScanResult:
     problems: list
     image_stats: list = dataclasses.field(default_factory=list)
     """Per file (files' order): `data.fingerprint.image_statistics`, or None where the pair could not be read."""
+    pixel_sample: np.ndarray | None = None
+    """(N, channels) raw pixels sampled from the training images, for percentile normalisation."""
 
     def class_table(self, split="train"):
         """Per-class pixels, pixels of images containing the class, and pixel share, for one split."""
@@ -30,68 +35,43 @@ class ScanResult:
 
 
 def mask_encoding(config, frame, facts=None):
-    """Build the MaskEncoding from the data config, inferring kind and class count where they are "auto"/None."""
-    kind = config.get("mask", "auto")
-    if kind == MULTILABEL or is_class_folder_mask(frame["mask"].iloc[0]):
+    """The MaskEncoding of the dataset's masks (see `data.mask_detection.detect_encoding`).
+
+    `facts`: optional object with class_names, palette, void and label_map that a dataset layout knows; config
+    keys that are set win over them.
+    """
+    if config.get("mask", "auto") == MULTILABEL or is_class_folder_mask(frame["mask"].iloc[0]):
         return multilabel_encoding(config, frame)
-    palette = read_palette(config["palette"]) if config.get("palette") else None
-    void = config.get("void")
-    if kind == "auto":
-        kind = "rgb" if palette is not None else _guess_kind(frame["mask"].head(8))
-    num_classes = config.get("num_classes")
-    if num_classes is None:
-        if kind == "binary":
-            num_classes = 2
-        elif kind == "rgb":
-            num_classes = len(palette) - (1 if void is not None and void < len(palette) else 0)
-        else:
-            num_classes = _max_label(frame["mask"], void) + 1
-    return MaskEncoding(kind=kind, num_classes=int(num_classes), void=void,
-                        threshold=config.get("threshold", 127), invert=bool(config.get("invert", False)),
-                        palette=palette)
+    return detect_encoding(config, frame["mask"], facts)
 
 
-def _guess_kind(mask_paths):
-    values = set()
-    for path in mask_paths:
-        raw = read_raw_mask(path)
-        if raw.ndim == 3:
-            raise ReadError(f"{path}: colour mask: set data.mask: rgb and data.palette to a name,r,g,b CSV")
-        values.update(np.unique(raw).tolist())
-    return "binary" if values <= {0, 255} or max(values) > 100 else "index"
-
-
-def _max_label(mask_paths, void):
-    def top(path):
-        values = np.unique(read_raw_mask(path))
-        return int(values[values != void].max()) if (values != void).any() else 0
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        return max(pool.map(top, mask_paths))
-
-
-def _check_row(row, encoding, channels, statistics=False):
-    """Read one pair; return (file record, per-class counts or None, problems)."""
+def _check_row(position, row, encoding, channels, sample_pixels, statistics=False):
+    """Read one pair; return (file record, per-class counts or None, problems, pixel sample or None)."""
     record = {"image": row.image, "mask": row.mask, "split": row.split}
-    problems = []
+    problems, sample = [], None
     try:
         raw = read_raw_image(row.image)
-        record.update(height=raw.shape[0], width=raw.shape[1], channels=raw.shape[2])
-        image = to_channels(raw, channels, row.image)
+        record.update(height=raw.shape[0], width=raw.shape[1], channels=raw.shape[2], dtype=raw.dtype.name)
+        image = match_channels(raw, channels, row.image)
+        if row.split == "train":
+            sample = normalization.pixel_sample(image, sample_pixels, position)
     except ReadError as err:
         problems.append(str(err))
         image = None
     try:
-        labels = read_mask(encoding, row.mask)
+        labels = encoding.read(row.mask)
     except ReadError as err:
         problems.append(str(err))
-        return record, None, problems
+        return record, None, problems, sample
     if image is not None and image.shape[:2] != labels.shape[:2]:
+        turned = ("; images with an EXIF orientation are read turned, as viewers show them, and masks must "
+                  "match that view") if image.shape[1::-1] == labels.shape else ""
         problems.append(f"{row.mask}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
-                        f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH)")
+                        f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH){turned}")
     counts = pixel_counts(labels)
     if statistics and not problems and labels.ndim == 2:
         record["stats"] = image_statistics(image, labels, encoding.num_classes)
-    return record, counts, problems
+    return record, counts, problems, sample
 
 
 def scan(frame, encoding, channels=3, class_names=None, workers=4, statistics=False):
@@ -106,9 +86,12 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4, statistics=Fa
     names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise DatasetError([f"class_names has {len(names)} names but num_classes is {num_classes}"])
+    sample_pixels = max(64, normalization.SAMPLE_PIXELS // max(1, int((frame["split"] == "train").sum())))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda row: _check_row(row, encoding, channels, statistics),
-                                frame.itertuples(index=False)))
+        results = list(pool.map(lambda item: _check_row(*item, encoding, channels, sample_pixels, statistics),
+                                enumerate(frame.itertuples(index=False))))
+    samples = [sample for *_, sample in results if sample is not None]
+    results = [result[:3] for result in results]
     problems = [p for _, _, found in results for p in found]
     rows = []
     for split in sorted(frame["split"].unique()):
@@ -123,11 +106,19 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4, statistics=Fa
     used = counts.groupby("class", sort=False)["pixels"].sum().to_numpy() > 0
     if not problems and is_multilabel(encoding):
         problems += empty_class_problems(counts, encoding)
+    elif not problems and encoding.kind == "binary" and not used[1:].any():
+        problems.append(f"{frame['mask'].iloc[0]}: no mask has a foreground pixel above data.threshold "
+                        f"{encoding.threshold}; for 0/1 masks set --set data.threshold=0 (or leave it unset)")
     elif not problems and used.any() and encoding.kind != "rgb":
         highest = int(np.flatnonzero(used).max())
-        if highest < num_classes - 1:
+        if highest == 0:
+            problems.append(f"{frame['mask'].iloc[0]}: only class 0 occurs in the masks: nothing to segment; "
+                            f"check data.masks_dir and data.mask ({encoding.describe()})")
+        elif highest < num_classes - 1:
             problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "
                             f"set num_classes: {highest + 1} or check the masks")
     stats = [rec.pop("stats", None) for rec, _, _ in results]
     files = pd.DataFrame([rec for rec, _, _ in results])
-    return ScanResult(files=files, class_counts=counts, problems=problems, image_stats=stats)
+    sample = np.concatenate(samples) if samples else None
+    return ScanResult(files=files, class_counts=counts, problems=problems, pixel_sample=sample,
+                      image_stats=stats)

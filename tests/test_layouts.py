@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -87,11 +86,11 @@ def test_voc_palette_pngs_lists_and_an_id_in_both_lists(tmp_path):
     mask = Image.open(source.frame["mask"].iloc[0])
     assert mask.mode == "P" and np.array(mask)[20, 20] == 20 and np.array(mask)[0, 0] == 255
     assert mask.getpalette()[15 * 3:15 * 3 + 3] == [192, 128, 128]
-    encoding = types.SimpleNamespace(kind="index", reason="palette PNG", num_classes=21, void=255)
+    encoding = MaskEncoding(kind="index", num_classes=21, void=255, reason="palette PNG")
     assert detection_line(source, encoding) == (
         "detected: layout voc (VOC2012/JPEGImages/ + VOC2012/SegmentationClass/); splits: ImageSets/Segmentation "
         "train.txt + val.txt + test.txt (train 5, val 3; 1 ids in both lists used for validation only; 1 test "
-        "ids without masks left out); masks: index (palette PNG); 21 classes; void 255")
+        "ids without masks left out); masks: index masks, 21 classes, void 255 (palette PNG)")
 
 
 def test_voc_trainval_only_carves_val_and_missing_list_is_named(tmp_path):
@@ -284,11 +283,10 @@ def test_check_data_prints_the_detection_line(tmp_path):
     config = load_config(None, [{"data": {"path": str(tmp_path), "mask": "index", "val_fraction": 0.2}}])
     check = check_dataset(config)
     assert check.problems == []
-    assert summary_text(check, config).splitlines()[0] == (
+    assert summary_text(check, config).splitlines()[0].startswith(
         "detected: layout paired (train/ test/ each with images/ + masks/); splits: train/ + test/ folders; val "
-        "carved from train: 20% seeded 42 (train 4, val 1, test 2); masks: index; 3 classes; void none")
-    encoding = MaskEncoding(kind="index", num_classes=3)
-    assert detection_line(check.source, encoding) == summary_text(check, config).splitlines()[0]
+        "carved from train: 20% seeded 42 (train 4, val 1, test 2); masks: index masks, 3 classes (")
+    assert detection_line(check.source, check.encoding) == summary_text(check, config).splitlines()[0]
 
 
 def test_train_one_epoch_on_a_voc_set_logs_the_detection_line(tmp_path):
@@ -299,7 +297,7 @@ def test_train_one_epoch_on_a_voc_set_logs_the_detection_line(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"^detected: layout voc \(JPEGImages/ \+ SegmentationClassRaw/\); splits: ImageSets/Segmentation "
                      r"train\.txt \+ val\.txt \+ test\.txt \(train 5, val 3; 1 ids in both lists used for validation "
-                     r"only; 1 test ids without masks left out\); masks: index( \([^)]*\))?; 21 classes; void 255$",
+                     r"only; 1 test ids without masks left out\); masks: index masks, 21 classes, void 255\b.*$",
                      result.stdout, re.MULTILINE), result.stdout[:3000]
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "metrics.json").read_text())["split"] == "val"
@@ -333,9 +331,8 @@ def test_check_data_on_a_coco_file(tmp_path):
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith(f"detected: layout coco (instances.json, converted to {tmp_path / 'cache'}/instances-")
-    # void is 255 once data.scan.mask_encoding takes the layout's facts (issue 15 part B); none before
-    assert re.search(r"\); splits: no split given: val 34% seeded 42 \(train 2, val 1\); masks: index( \([^)]*\))?; "
-                     r"3 classes; void (255|none)$", first), first
+    assert re.search(r"\); splits: no split given: val 34% seeded 42 \(train 2, val 1\); masks: index masks, 3 classes, "
+                     r"void 255\b.*$", first), first
 
 
 def test_predict_skips_hidden_files_in_a_folder(tmp_path):

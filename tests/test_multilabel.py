@@ -379,7 +379,7 @@ def test_check_data_says_multilabel(folders, capsys):
 
     assert main(["--data", str(folders), "--set", f"data.void={VOID}"]) == 0
     out = capsys.readouterr().out
-    assert "(multilabel masks, 2 classes, void 128)" in out and "no problems found" in out
+    assert "masks: multilabel masks, 2 classes, void 128 (one binary mask per class folder)" in out and "no problems found" in out
 
 
 def test_training_writes_a_multilabel_run(ml_run):

@@ -6,10 +6,11 @@ import pandas as pd
 from app.core.config import ConfigError, model_options
 from app.core.outputs import output_dir, write_text
 from app.core.plots import plot_class_shares
-from app.core.train import check_size, class_names_for
+from app.core.train import check_size, class_names_for, resolve_normalization
 from data.discovery import DatasetError
 from data.layouts import dataset_source, detection_line
 from data.masks import ReadError
+from data.normalization import NormalizationError
 from data.scan import mask_encoding, scan
 from models.registry import required_divisor
 
@@ -23,6 +24,7 @@ class DataCheck:
     scan: object
     problems: list
     source: object = None
+    normalization: object = None
 
 
 def scan_dataset(config, runs_dir=None):
@@ -47,14 +49,22 @@ def check_dataset(config, runs_dir=None):
         return DataCheck(None, None, None, getattr(err, "problems", [str(err)]))
     frame = source.frame
     problems = list(result.problems)
+    norm = None
     if not (frame["split"] == "train").any():
         problems.append(f"{config['data']['path']}: no training images (split 'train' is empty)")
+    elif not result.problems:
+        try:
+            norm = resolve_normalization(config["data"], result)
+        except DatasetError as err:
+            problems += err.problems
+        except NormalizationError as err:
+            problems.append(str(err))
     try:
         divisor = required_divisor(config["model"]["name"], **model_options(config))
         check_size(tuple(config["data"]["image_size"]), divisor, config["model"]["name"])
     except ConfigError as err:
         problems.append(str(err))
-    return DataCheck(frame, encoding, result, problems, source)
+    return DataCheck(frame, encoding, result, problems, source, norm)
 
 
 def _counts(series):
@@ -66,8 +76,6 @@ def summary_text(check, config):
     files, counts = check.scan.files, check.scan.class_counts
     encoding = check.encoding
     lines = [detection_line(check.source, encoding), *(f"note: {note}" for note in check.source.notes),
-             f"data: {config['data']['path']} ({encoding.kind} masks, {encoding.num_classes} classes"
-             + (f", void {encoding.void}" if encoding.void is not None else "") + ")",
              f"images per split: {_counts(check.frame['split'])}"]
     if "height" in files:
         sizes = files.dropna(subset=["height"])
@@ -76,6 +84,8 @@ def summary_text(check, config):
         lines.append(f"image sizes (HxW): {', '.join(f'{s} ({n})' for s, n in top.head(8).items())}"
                      + (f", ... {len(top) - 8} more" if len(top) > 8 else ""))
         lines.append(f"channels: {_counts(sizes['channels'].astype(int))}")
+    if check.normalization is not None:
+        lines.append(f"input normalization: {check.normalization.describe()}")
     lines += ["class pixel share per split:", share_table(counts).to_string(float_format=lambda v: f"{v:.4f}")]
     return "\n".join(lines)
 

@@ -466,6 +466,7 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
                          {f: tolerances[f] for f in paths}, latency_runs, num_threads, multilabel)
     report = {"run": str(run_dir), "size": list(size), "split": split, "calibration_images": len(calibration),
               "num_threads": num_threads or os.cpu_count(),
+              "input_normalization": config["data"].get("normalization", "unit"),
               "formats": table.astype(object).where(table.notna(), None).to_dict("records")}
     _atomic_bytes(out / "parity.csv", table.to_csv(index=False))
     _atomic_bytes(out / "parity.json", json.dumps(report, indent=2))

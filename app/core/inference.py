@@ -16,7 +16,9 @@ import numpy as np
 import yaml
 
 from app.core.palette import class_colours, default_palette
+from data.images import read_image
 from data.multilabel import MULTILABEL
+from data.normalization import from_config
 
 AUTO_TILE_PIXELS = 1024 * 1024
 """Padded images with more pixels than this are tiled automatically."""
@@ -50,6 +52,12 @@ class Predictor:
     """Array axes of the flips that test-time augmentation averages (2: left-right, 1: up-down)."""
     multilabel: bool = False
     """One sigmoid per class (config.yaml `data.mask: multilabel`): see `app.core.multilabel.predict_masks`."""
+    normalization: object = None
+    """`data.normalization.Normalization` the run trained with (None: values / dtype range)."""
+
+    def read_image(self, path):
+        """An image file as this model's input, read and normalised exactly as training read it."""
+        return read_image(path, self.channels, self.normalization)
 
 
 def _read_config(run_dir):
@@ -129,10 +137,14 @@ def load_predictor(run_dir=None, model_path=None):
         divisor = required_divisor(config["model"]["name"], **model_options(config))
     resize = (config or {}).get("data", {}).get("resize")
     multilabel = (config or {}).get("data", {}).get("mask") == MULTILABEL
+    normalization = from_config((config or {}).get("data", {}).get("normalization", "unit"), channels)
+    if normalization is None:
+        raise ValueError(f"{run_dir}/config.yaml: data.normalization has no statistics (the run did not finish "
+                         f"its data scan); train again or set it to {{method: percentile, low: [...], high: [...]}}")
+    colours = default_palette(num_classes + 1)[1:] if multilabel else class_colours(config, num_classes, run_dir)
     return Predictor(model=model, path=path, channels=channels, num_classes=num_classes, divisor=divisor,
-                     class_names=_class_names(run_dir, config, num_classes),
-                     colours=default_palette(num_classes + 1)[1:] if multilabel else class_colours(config, num_classes),
-                     config=config, resize=tuple(resize) if resize else None,
+                     class_names=_class_names(run_dir, config, num_classes), colours=colours, config=config,
+                     normalization=normalization, resize=tuple(resize) if resize else None,
                      input_size=tuple(input_size) if input_size else None, tta_flips=tta_flips(config),
                      multilabel=multilabel)
 

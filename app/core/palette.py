@@ -18,12 +18,14 @@ def default_palette(num_classes):
     return np.concatenate([np.array(BASE_COLOURS, np.uint8), extra.astype(np.uint8)])[:num_classes]
 
 
-def class_colours(config, num_classes):
-    """Colours of classes 0..num_classes-1: the config's `data.palette` CSV (void row skipped) when it
-    exists, else `default_palette`."""
+def class_colours(config, num_classes, run_dir=None):
+    """Colours of classes 0..num_classes-1: the run's palette.csv (colours the masks defined: palette PNG, VOC
+    colour map), else the config's `data.palette` CSV (void row skipped) when it exists, else `default_palette`."""
     data = (config or {}).get("data", {})
     path = data.get("palette")
     colours = default_palette(num_classes)
+    if run_dir is not None and (pathlib.Path(run_dir) / "palette.csv").is_file():
+        path, data = pathlib.Path(run_dir) / "palette.csv", {}
     if path and pathlib.Path(path).is_file():
         table = read_palette(path)
         table = table[table["index"] != data.get("void")][["r", "g", "b"]].to_numpy()[:num_classes]
@@ -48,6 +50,6 @@ def overlay(image, labels, colours, alpha=0.5):
 
 
 def display_image(image):
-    """Float [0, 1] HxWx(1|3) model input -> uint8 RGB for overlays."""
+    """Float [0, 1] HxWxC model input -> uint8 RGB for overlays (grey repeated; of more bands, the first 3)."""
     image = np.clip(np.asarray(image) * 255.0, 0, 255).round().astype(np.uint8)
-    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]

@@ -21,7 +21,6 @@ from app.core.outputs import output_dir, write_text
 from app.core.palette import display_image
 from app.core.plots import plot_confusion_matrix, plot_overlay_panel
 from data.layouts import dataset_source
-from data.masks import read_image, read_raw_mask
 from data.scan import mask_encoding
 
 
@@ -44,8 +43,8 @@ def split_rows(config, split, num_classes, runs_dir=None):
 
 def predict_pair(predictor, row, encoding, options=None):
     """(image, true labels, predicted labels) of one dataset row; `options` go to `predict_labels`."""
-    image = read_image(row.image, predictor.channels)
-    truth = encoding.decode(read_raw_mask(row.mask), row.mask)
+    image = predictor.read_image(row.image)
+    truth = encoding.read(row.mask)
     if truth.shape != image.shape[:2]:
         raise ValueError(f"{row.mask}: mask is {truth.shape[1]}x{truth.shape[0]} but its image {row.image} "
                          f"is {image.shape[1]}x{image.shape[0]} (WxH)")

@@ -22,6 +22,7 @@ from app.core.distribute import distribute_dataset, replicas
 from app.core.precision import cpu_flags, resolve_precision  # noqa: F401  (cpu_flags: re-exported)
 from app.core.evaluate import confusion_matrix_on, scores_table
 from app.core.plots import plot_curves
+from data import normalization
 from data.discovery import DatasetError
 from data.layouts import dataset_source, detection_line
 from data.masks import IGNORE_INDEX
@@ -49,14 +50,13 @@ class PreparedData:
     divisor: int
     source: object = None
     budget: object = None
+    normalization: object = None
 
 
 def class_names_for(config, encoding, facts=None):
-    names = config["data"].get("class_names")
+    names = config["data"].get("class_names") or encoding.class_names
     if names:
         return [str(n) for n in names]
-    if is_multilabel(encoding):
-        return list(encoding.class_names)
     if facts is not None and facts.class_names and len(facts.class_names) == encoding.num_classes:
         return [str(n) for n in facts.class_names]
     if encoding.palette is not None:
@@ -93,6 +93,7 @@ def prepare_data(config, divisor=None, runs_dir=None):
     train_rows = frame[frame["split"] == "train"]
     if train_rows.empty:
         raise DatasetError([f"{data['path']}: no training images (split 'train' is empty)"])
+    norm = resolve_normalization(data, result)
     divisor = divisor or required_divisor(config["model"]["name"], **model_options(config))
     size = tuple(data["image_size"])
     check_size(size, divisor, config["model"]["name"])
@@ -104,11 +105,39 @@ def prepare_data(config, divisor=None, runs_dir=None):
     loss = config["loss"]
     common = dict(encoding=encoding, batch_size=batch, channels=data["channels"], resize=data["resize"],
                   border_weights=loss.get("border_weights"), one_hot=data["one_hot"], cache=bool(cache),
-                  seed=config["seed"])
+                  seed=config["seed"], normalization=norm)
     train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], **common)
     val_rows = frame[frame["split"] == "val"]
     val = build_dataset(val_rows, training=False, divisor=divisor, **common) if len(val_rows) else None
-    return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source)
+    return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source=source,
+                        normalization=norm)
+
+
+def resolve_normalization(data, result):
+    """The input normalisation of a scanned dataset (data.normalization; "auto" decides by the image files).
+
+    Raises:
+        DatasetError: percentile statistics over images that mix bit depths.
+    """
+    files = result.files.dropna(subset=["dtype"]) if "dtype" in result.files else result.files.iloc[:0]
+    dtypes, counts = files.get("dtype", pd.Series(dtype=object)), files.get("channels", pd.Series(dtype=int))
+    norm = normalization.resolve(data.get("normalization", "auto"), data["channels"], dtypes.tolist(),
+                                 counts.astype(int).tolist(), result.pixel_sample)
+    if norm.method == "percentile" and dtypes.nunique() > 1 and not isinstance(data.get("normalization"), dict):
+        first = files.groupby("dtype")["image"].first()
+        raise DatasetError([f"{first.iloc[1]}: {first.index[1]} image, but {first.iloc[0]} is {first.index[0]}: "
+                            f"one set of percentiles cannot normalise mixed bit depths; convert the images to one "
+                            f"dtype or set --set data.normalization=unit"])
+    return norm
+
+
+def write_class_palette(path, names, colours):
+    """index,name,r,g,b CSV of the class colours that the masks define (read back by predict and evaluate)."""
+    table = pd.DataFrame({"index": range(len(names)), "name": names, "r": colours[:, 0], "g": colours[:, 1],
+                          "b": colours[:, 2]})
+    with atomic_path(path) as temp:
+        table.to_csv(temp, index=False)
+
 
 
 def build_model(config, num_classes):
@@ -238,11 +267,13 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         log(detection_line(prepared.source, prepared.encoding))
         if is_multilabel(prepared.encoding):
             config = {**config, "data": {**config["data"], "mask": MULTILABEL}}
+        config = {**config, "data": {**config["data"], "normalization": prepared.normalization.to_config()}}
         for note in prepared.source.notes:
             log(f"note: {note}")
         counts = prepared.frame["split"].value_counts()
-        log(f"data: {config['data']['path']} ({prepared.encoding.kind} masks, {prepared.encoding.num_classes} "
-            "classes) " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+        log(f"data: {config['data']['path']} ({prepared.encoding.describe()}) "
+            + ", ".join(f"{split} {n}" for split, n in counts.items()))
+        log(f"input normalization: {prepared.normalization.describe()}")
         log(prepared.class_table.to_string(float_format=lambda v: f"{v:.4f}"))
         if setup.count > 1:
             log(f"distribute: {setup.mode}, {setup.count} replicas, {batch // setup.count} images each per step")
@@ -257,6 +288,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         if run_dir is None:
             run_dir = new_run_dir(runs_dir, config["name"])
             dump_config(config, run_dir / "config.yaml")
+            if prepared.encoding.colours is not None:
+                write_class_palette(run_dir / "palette.csv", prepared.class_names, prepared.encoding.colours)
         monitor = fit_model(config, prepared, setup, run_dir, run_dir, log)
     with atomic_path(run_dir / "curves.png") as temp:
         plot_curves(pd.read_csv(run_dir / "history.csv"), temp, monitor)

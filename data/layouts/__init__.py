@@ -90,15 +90,13 @@ def dataset_source(config, runs_dir=None):
 
 
 def detection_line(source, encoding):
-    """One line saying what was detected and why: layout, split source and counts, mask encoding, classes, void."""
+    """One line saying what was detected and why: layout, split source and counts, and the mask encoding
+    (`encoding.describe()`: kind, classes, void and why)."""
     counts = source.frame["split"].value_counts()
     split_counts = ", ".join(f"{split} {int(counts[split])}" for split in ("train", "val", "test") if split in counts)
     split_text = "; ".join([split_counts, *source.split_notes])
-    reason = getattr(encoding, "reason", "")
-    void = "none" if encoding.void is None else encoding.void
     return (f"detected: layout {source.layout} ({source.reason}); "
-            f"splits: {source.split_source or 'as listed'} ({split_text}); "
-            f"masks: {encoding.kind}{f' ({reason})' if reason else ''}; {encoding.num_classes} classes; void {void}")
+            f"splits: {source.split_source or 'as listed'} ({split_text}); masks: {encoding.describe()}")
 
 
 __all__ = ["DatasetError", "DatasetSource", "LAYOUTS", "LayoutOptions", "dataset_source", "detect_layout",

@@ -1,7 +1,6 @@
 """What every dataset layout shares: the DatasetSource it returns, file listing with hygiene, stem pairing
 with automatic mask-name suffixes, and the train/val/test split rules."""
 import dataclasses
-import pathlib
 
 import numpy as np
 import pandas as pd
