@@ -9,7 +9,7 @@ Images are predicted as `app.predict` does, with the same --tile/--overlap/--ble
 import argparse
 import sys
 
-from app.cli import add_prediction_options, fail_cleanly, prediction_options
+from app.cli import add_prediction_options, add_verbose_option, fail_cleanly, prediction_options
 
 
 def parse_args(argv=None):
@@ -19,9 +19,12 @@ def parse_args(argv=None):
     parser.add_argument("--data", help="dataset folder or CSV (default: the run's data.path)")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--out", help="report folder (default: <run>/report-<split>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace report files that already exist in --out (the default folder is always rewritten)")
     parser.add_argument("--overlays", type=int, default=4, metavar="N",
                         help="panels of the N worst and N best images (default 4, 0 for none)")
     add_prediction_options(parser)
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
     args.options = prediction_options(parser, args)
     return args
@@ -33,7 +36,7 @@ def main(argv=None):
     from app.core.report import write_report
 
     write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
-                 options=args.options)
+                 options=args.options, overwrite=args.overwrite or None)
     return 0
 
 

@@ -4,12 +4,14 @@ INPUT: image files or folders of images. For each image, DIR/<stem>.png is a cla
 image's size; --colour adds DIR/colour/<stem>.png and --overlay DIR/overlay/<stem>.png; DIR/palette.csv
 lists class names and colours. Large images are tiled automatically (sliding window, blended logits);
 --tile forces tiling. --model predicts with another .keras or .tflite file (the run still gives the config).
+DIR must lie outside the inputs' folders and the run's dataset; existing masks are replaced only with --overwrite.
+Unreadable images are skipped and listed at the end (exit code 1).
 """
 import argparse
 import pathlib
 import sys
 
-from app.cli import add_prediction_options, fail_cleanly, prediction_options
+from app.cli import add_prediction_options, add_verbose_option, fail_cleanly, prediction_options
 
 
 def parse_args(argv=None):
@@ -22,6 +24,8 @@ def parse_args(argv=None):
     add_prediction_options(parser)
     parser.add_argument("--colour", "--color", action="store_true", help="also write colour masks")
     parser.add_argument("--overlay", action="store_true", help="also write overlays on the image")
+    parser.add_argument("--overwrite", action="store_true", help="replace masks that already exist in --out")
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
     if args.run is None and args.model is None:
         parser.error("give --run, --model or both")
@@ -59,27 +63,41 @@ def main(argv=None):
     from tqdm import tqdm
 
     from app.core.inference import load_predictor, predict_labels
-    from app.core.outputs import output_dir, write_image, write_text
+    from app.core.outputs import dataset_folders, prepare_output_folder, write_image, write_text
     from app.core.palette import colourise, display_image, overlay
     from data.masks import read_image
 
     files = image_files(args.inputs)
     predictor = load_predictor(args.run, args.model)
-    out = output_dir(args.out)
-    folders = {kind: output_dir(out / kind) for kind in ("colour", "overlay") if getattr(args, kind)}
+    out = pathlib.Path(args.out)
+    kinds = [kind for kind in ("colour", "overlay") if getattr(args, kind)]
+    targets = [out / "palette.csv"] + [folder / f"{file.stem}.png" for folder in [out] + [out / k for k in kinds]
+                                       for file in files]
+    prepare_output_folder(out, [*args.inputs, *dataset_folders(predictor.config)], targets, args.overwrite)
+    folders = {kind: prepare_output_folder(out / kind) for kind in kinds}
     palette = pd.DataFrame(predictor.colours, columns=["r", "g", "b"])
     palette.insert(0, "name", predictor.class_names)
     write_text(out / "palette.csv", palette.to_csv(index=False))
+    failed = []
     for file in tqdm(files, unit="image", disable=None):
-        image = read_image(file, predictor.channels)
-        labels = predict_labels(predictor, image, **args.options)
+        try:
+            image = read_image(file, predictor.channels)
+            labels = predict_labels(predictor, image, **args.options)
+        except ValueError as err:
+            failed.append(str(err) if str(file) in str(err) else f"{file}: {err}")
+            continue
         write_image(out / f"{file.stem}.png", labels)
         if "colour" in folders:
             write_image(folders["colour"] / f"{file.stem}.png", colourise(labels, predictor.colours))
         if "overlay" in folders:
             write_image(folders["overlay"] / f"{file.stem}.png",
                         overlay(display_image(image), labels, predictor.colours))
-    print(f"{len(files)} mask(s) written to {out}")
+    print(f"{len(files) - len(failed)} mask(s) written to {out}")
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(files)} image(s) skipped (no mask written)", file=sys.stderr)
+        return 1
     return 0
 
 
