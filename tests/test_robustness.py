@@ -169,6 +169,7 @@ def _history_rows(runs):
     return len(found[0].read_text().splitlines()) - 1 if found else -1
 
 
+@pytest.mark.slow
 def test_sigint_after_an_epoch_stops_with_one_line_and_exit_130(tmp_path):
     _, process = _start_training(tmp_path, "--set", "train.checkpoint_every_minutes=null")
     _wait_for(lambda: _history_rows(tmp_path) >= 1, process)
@@ -182,16 +183,18 @@ def test_sigint_after_an_epoch_stops_with_one_line_and_exit_130(tmp_path):
     assert not list(run_dir.rglob(".*tmp*")), "half-written file left"
 
 
-def test_sigint_before_anything_is_saved_leaves_no_run_folder(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_before_anything_is_saved_leaves_no_run_folder(tmp_path, signum):
     _, process = _start_training(tmp_path, "--set", "train.checkpoint_every_minutes=null",
                                  "--set", "train.batch_size=1")
     _wait_for(lambda: list(tmp_path.glob("*/config.yaml")), process)
-    code, err = _stop(process, signal.SIGINT)
-    assert code == 130 and "Traceback" not in err and err.count("\n") == 1, err
+    code, err = _stop(process, signum)
+    assert code == 128 + signum and "Traceback" not in err and err.count("\n") == 1, err
     assert err.endswith(", before anything was saved (no run folder kept); run the same command to start\n"), err
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_keeps_a_mid_epoch_backup_and_resumes(tmp_path):
     # A checkpoint interval of a few milliseconds stands in for a 2-hour epoch with a 30-minute interval.
     extra = ("--set", "train.checkpoint_every_minutes=0.0001", "--set", "train.batch_size=2")
@@ -201,9 +204,9 @@ def test_sigterm_mid_epoch_keeps_a_mid_epoch_backup_and_resumes(tmp_path):
     code, err = _stop(process, signal.SIGTERM)
     assert code == 143 and "Traceback" not in err and err.count("\n") == 1, err
     assert err.startswith("stopped at epoch ") and ", batch " in err, err
-    assert err.endswith("; run the same command to resume (from a mid-epoch backup)\n"), err
     run_dir = only_run_dir(tmp_path)
     state = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
+    assert err.endswith(f"; run the same command to resume (from the mid-epoch backup after batch {state['batch']})\n")
     assert state["batch"] >= 1 and (run_dir / "backup" / state["weights"]).is_file()
 
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)

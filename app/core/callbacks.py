@@ -131,9 +131,8 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         signum = interrupt.pending()
         if signum is not None:
-            saved = self.backup.save_mid_epoch(batch)
-            raise interrupt.Stopped(signum, f"stopped at epoch {self._epoch + 1}, batch {batch + 1}",
-                                    mid_epoch_backup=saved)
+            self.backup.save_mid_epoch(batch)
+            raise interrupt.Stopped(signum, f"stopped at epoch {self._epoch + 1}, batch {batch + 1}")
 
     def on_test_batch_end(self, batch, logs=None):
         signum = interrupt.pending()

@@ -20,11 +20,10 @@ class Stopped(BaseException):
     A BaseException, like KeyboardInterrupt, so that `except Exception` in library code cannot swallow it.
     """
 
-    def __init__(self, signum, message=None, mid_epoch_backup=False):
+    def __init__(self, signum, message=None):
         self.signum = signum
         self.exit_code = 128 + signum
         self.where = message
-        self.mid_epoch_backup = mid_epoch_backup
         super().__init__(message or f"stopped by {signal.Signals(signum).name}; "
                                     "files already written are complete, none is half-written")
 

@@ -1,7 +1,7 @@
 """Output folders and files: outputs never touch inputs, and files are written atomically.
 
 `prepare_output_folder` is the one check every writing command makes before writing anything: the output folder
-must not be, contain or lie inside an input folder (or the folder of an input file, or a dataset folder), and
+must not be, contain or lie inside an input folder or a dataset folder (nor be the folder of an input file), and
 existing files there are only replaced with `--overwrite`. Files go to a temporary name in the same folder, then
 `os.replace`: a crash or a bad input never leaves a half-written file under the final name.
 """
@@ -26,15 +26,19 @@ def _relation(out, folder):
 
 
 def check_output_folder(out, inputs):
-    """Raise ValueError when folder `out` is, contains or lies inside one of `inputs` (paths; a file counts by its
-    folder). Paths are resolved, so `..`, symbolic links and relative spellings cannot slip through."""
+    """Raise ValueError when folder `out` is, contains or lies inside one of the input folders in `inputs`, or is
+    the folder of an input file there (the only place an output could replace that file). Paths are resolved,
+    so `..`, symbolic links and relative spellings cannot slip through."""
     resolved = pathlib.Path(out).expanduser().resolve()
     for item in inputs:
         item = pathlib.Path(item).expanduser()
-        folder = (item if item.is_dir() else item.parent).resolve()
-        relation = _relation(resolved, folder)
+        if item.is_dir():
+            folder, what = item.resolve(), "input folder"
+            relation = _relation(resolved, folder)
+        else:
+            folder, what = item.parent.resolve(), f"folder of the input {item}"
+            relation = "is" if resolved == folder else None
         if relation:
-            what = "input folder" if item.is_dir() else f"folder of the input {item}"
             raise ValueError(f"{out}: the output folder {relation} the {what} {folder}; outputs never go beside "
                              "inputs: choose another --out")
 

@@ -204,7 +204,10 @@ def _resume_state(run_dir, monitor, truncate=True):
     if not meta.exists() or not history_path.exists():
         return 0, {}
     done = json.loads(meta.read_text()).get("epoch", 0)
-    history = pd.read_csv(history_path)
+    try:
+        history = pd.read_csv(history_path)
+    except pd.errors.EmptyDataError:  # a mid-epoch backup of the first epoch: no row yet
+        history = pd.DataFrame({"epoch": []})
     history = history[history["epoch"] < done]
     if truncate:
         with atomic_path(history_path) as temp:
@@ -258,11 +261,10 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
             with tempfile.TemporaryDirectory(prefix="segkit-worker-") as scratch:
                 fit_model(config, prepared, setup, pathlib.Path(scratch), resumable, log)
             return None
-        run_dir = resumable
-        if run_dir is None:
-            run_dir = new_run_dir(runs_dir, config["name"])
-            dump_config(config, run_dir / "config.yaml")
+        run_dir = resumable or new_run_dir(runs_dir, config["name"])
         with stopped_cleanly(run_dir, created=resumable is None):
+            if resumable is None:
+                dump_config(config, run_dir / "config.yaml")
             monitor = fit_model(config, prepared, setup, run_dir, run_dir, log)
     with atomic_path(run_dir / "curves.png") as temp:
         plot_curves(pd.read_csv(run_dir / "history.csv"), temp, monitor)
@@ -294,11 +296,13 @@ def stopped_cleanly(run_dir, created):
         return
     except interrupt.Stopped as stop:
         traceback.clear_frames(stop.__traceback__)
-        signum, where, mid_epoch = stop.signum, stop.where, stop.mid_epoch_backup
+        signum, where = stop.signum, stop.where
     gc.collect()
-    where = where or f"by {signal.Signals(signum).name} before the first batch"
+    where = where or f"stopped by {signal.Signals(signum).name}"
     if _resumable(run_dir):
-        message = f"{where}; run the same command to resume" + (" (from a mid-epoch backup)" if mid_epoch else "")
+        batch = _mid_epoch_batch(run_dir)
+        message = f"{where}; run the same command to resume" + (
+            f" (from the mid-epoch backup after batch {batch})" if batch else "")
     else:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
