@@ -29,13 +29,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from app.core.config import load_config, parse_override
-    from app.core.check_data import check_dataset, check_output_folder, summary_text, write_check_outputs
+    from app.core.check_data import check_dataset, check_report_folder, summary_text, write_check_outputs
 
     overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + [
         parse_override(text) for text in args.set]
     config = load_config(args.config, overrides)
     if args.out:
-        check_output_folder(config, args.out, args.overwrite)
+        check_report_folder(config, args.out, args.overwrite)
     check = check_dataset(config)
     if check.scan is not None:
         print(summary_text(check, config))

@@ -11,6 +11,7 @@ import signal
 import sys
 
 _USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+_USER_VERBOSE = bool(os.environ.get("SEGKIT_VERBOSE"))
 # Must be set before TensorFlow is imported (commands import it lazily, after this module). Level 3 hides the
 # absl pre-init warning, cpu_feature_guard and CUDA registration lines, which level 2 lets through as errors.
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -45,7 +46,7 @@ def fail_cleanly(main):
         from app.core.interrupt import Stopped, stop_on_signals
 
         words = sys.argv[1:] if argv is None else argv
-        set_verbosity("--verbose" in words or bool(os.environ.get("SEGKIT_VERBOSE")))
+        set_verbosity("--verbose" in words or _USER_VERBOSE)
         try:
             with stop_on_signals():
                 return main(argv)

@@ -148,7 +148,7 @@ def test_random_model_files(tmp_path_factory, capsys, data, suffix):
 
 
 @pytest.mark.slow
-@settings(max_examples=4, deadline=None, derandomize=True,
+@settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(delay=st.floats(0, 40), signum=st.sampled_from([signal.SIGINT, signal.SIGTERM]),
        every=st.sampled_from(["null", "0.0001"]))

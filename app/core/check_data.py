@@ -89,7 +89,7 @@ def share_table(class_counts):
 CHECK_FILES = ("class_shares.png", "class_pixels.csv", "files.csv")
 
 
-def check_output_folder(config, out, overwrite=False, create=False):
+def check_report_folder(config, out, overwrite=False, create=False):
     """Refuse an --out inside the dataset or one holding these files already (unless `overwrite`)."""
     out = pathlib.Path(out)
     return prepare_output_folder(out, dataset_folders(config), [out / name for name in CHECK_FILES], overwrite,
