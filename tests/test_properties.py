@@ -147,10 +147,17 @@ def test_random_model_files(tmp_path_factory, capsys, data, suffix):
     assert_clean(work, before)
 
 
+def started_too_late(process, output):
+    """A signal that came before Python started the command kills the process (exit -N), having written nothing.
+
+    Delays start at 1 s, so this only happens on a heavily loaded machine."""
+    return process.returncode < 0 and (not output.exists() or not any(output.iterdir()))
+
+
 @pytest.mark.slow
 @settings(max_examples=3, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(delay=st.floats(0, 40), signum=st.sampled_from([signal.SIGINT, signal.SIGTERM]),
+@given(delay=st.floats(1, 40), signum=st.sampled_from([signal.SIGINT, signal.SIGTERM]),
        every=st.sampled_from(["null", "0.0001"]))
 def test_random_interruptions_of_training(tmp_path_factory, delay, signum, every):
     runs = tmp_path_factory.mktemp("interrupt")
@@ -161,7 +168,7 @@ def test_random_interruptions_of_training(tmp_path_factory, delay, signum, every
     time.sleep(delay)
     process.send_signal(signum)
     _, err = process.communicate(timeout=300)
-    assert process.returncode in (0, 128 + signum), err
+    assert process.returncode in (0, 128 + signum) or started_too_late(process, runs), err
     assert "Traceback" not in err and err.count("\n") <= 1, err
     assert not [p for p in runs.rglob("*") if ".tmp" in p.name]
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -173,7 +180,7 @@ def test_random_interruptions_of_training(tmp_path_factory, delay, signum, every
 @pytest.mark.slow
 @settings(max_examples=4, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(delay=st.floats(0, 20), signum=st.sampled_from([signal.SIGINT, signal.SIGTERM]))
+@given(delay=st.floats(1, 20), signum=st.sampled_from([signal.SIGINT, signal.SIGTERM]))
 def test_random_interruptions_of_prediction(tiny_run, tmp_path_factory, delay, signum):
     run, _ = tiny_run
     work = tmp_path_factory.mktemp("predict")
@@ -189,7 +196,7 @@ def test_random_interruptions_of_prediction(tiny_run, tmp_path_factory, delay, s
     time.sleep(delay)
     process.send_signal(signum)
     _, err = process.communicate(timeout=300)
-    assert process.returncode in (0, 128 + signum), err
+    assert process.returncode in (0, 128 + signum) or started_too_late(process, out), err
     assert "Traceback" not in err, err
     assert_clean(work, before, out)
     for mask in out.glob("*.png"):
