@@ -196,7 +196,7 @@ RULES = {
     "data.void": optional(void_value),
     "data.threshold": number(minimum=0),
     "data.invert": boolean,
-    "data.channels": integer(minimum=1, maximum=4),
+    "data.channels": integer(minimum=1),
     "data.val_fraction": number(minimum=0, below=1),
     "data.image_size": size_pair,
     "data.resize": optional(size_pair),
