@@ -9,7 +9,7 @@ Exit codes: 0 no problems, 1 the dataset has problems, 2 the check could not run
 import argparse
 import sys
 
-from app.cli import fail_cleanly
+from app.cli import add_verbose_option, fail_cleanly
 
 
 def parse_args(argv=None):
@@ -23,7 +23,9 @@ def parse_args(argv=None):
                         help="mask encoding (data.mask)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set data.mask=index (repeatable)")
-    parser.add_argument("--out", help="folder for the class share chart and CSV tables")
+    parser.add_argument("--out", help="folder for the class share chart and CSV tables (outside the dataset)")
+    parser.add_argument("--overwrite", action="store_true", help="replace those files if --out already has them")
+    add_verbose_option(parser)
     return parser.parse_args(argv)
 
 
@@ -31,12 +33,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from app.core.config import load_config, parse_override
-    from app.core.check_data import check_dataset, summary_text, write_check_outputs
+    from app.core.check_data import check_dataset, check_report_folder, summary_text, write_check_outputs
 
     overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + (
         [{"data": {"layout": args.layout}}] if args.layout is not None else []) + (
         [{"data": {"mask": args.mask}}] if args.mask else []) + [parse_override(text) for text in args.set]
     config = load_config(args.config, overrides)
+    if args.out:
+        check_report_folder(config, args.out, args.overwrite)
     check = check_dataset(config)
     if check.scan is not None:
         print(summary_text(check, config))

@@ -1,21 +1,63 @@
-"""Shared command-line behaviour: user errors become one-line messages and exit code 2."""
+"""Shared command-line behaviour: user errors become one-line messages and exit code 2, signals one line and
+128 + the signal number, TensorFlow's C++ log lines stay hidden unless --verbose; `segkit <command>` dispatch.
+
+Exit codes of every command: 0 done, 1 done with problems (the command says which), 2 bad input (nothing
+written that the user had), 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+"""
 import functools
+import importlib
 import os
+import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+_USER_VERBOSE = bool(os.environ.get("SEGKIT_VERBOSE"))
+# Must be set before TensorFlow is imported (commands import it lazily, after this module). Level 3 hides the
+# absl pre-init warning, cpu_feature_guard and CUDA registration lines, which level 2 lets through as errors.
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 USER_ERRORS = (ValueError, KeyError, TypeError, OSError)
 """Errors that bad input raises (dataset, config, files, model options); set SEGKIT_DEBUG=1 for tracebacks."""
 
+COMMANDS = ("train", "predict", "evaluate", "export", "check-data", "import-annotations", "info")
+
+
+def set_verbosity(verbose):
+    """--verbose (or SEGKIT_VERBOSE=1) shows TensorFlow's C++ log lines at the user's TF_CPP_MIN_LOG_LEVEL."""
+    os.environ["SEGKIT_VERBOSE"] = "1" if verbose else ""
+    if not verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    elif _USER_TF_LOG_LEVEL is None:
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = _USER_TF_LOG_LEVEL
+
+
+def add_verbose_option(parser):
+    parser.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
+
 
 def fail_cleanly(main):
-    """Run `main`; print user errors as `error: ...` lines on stderr and return exit code 2."""
+    """Run `main(argv)`: user errors print `error: ...` lines on stderr and return 2; SIGINT/SIGTERM one line
+    and 130/143."""
 
     @functools.wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(argv=None):
+        from app.core.interrupt import Stopped, stop_on_signals
+
+        words = sys.argv[1:] if argv is None else argv
+        set_verbosity("--verbose" in words or _USER_VERBOSE)
         try:
-            return main(*args, **kwargs)
+            with stop_on_signals():
+                return main(argv)
+        except (Stopped, KeyboardInterrupt) as err:
+            if os.environ.get("SEGKIT_DEBUG"):
+                raise
+            if sys.stdout.isatty():
+                print(flush=True)  # end a progress bar's line
+            stopped = err if isinstance(err, Stopped) else Stopped(signal.SIGINT)
+            print(stopped, file=sys.stderr)
+            return stopped.exit_code
         except USER_ERRORS as err:
             if os.environ.get("SEGKIT_DEBUG"):
                 raise
@@ -27,6 +69,20 @@ def fail_cleanly(main):
             return 2
 
     return wrapper
+
+
+def main(argv=None):
+    """`segkit <command> [options]`: the same as `python -m app.<command>` (check-data = check_data)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    usage = f"usage: segkit {{{','.join(COMMANDS)}}} [options]   (segkit <command> --help for its options)"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage + "\n\n" + __doc__.split("\n\n")[1])
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"{usage}\nsegkit: error: unknown command {argv[0]!r}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"app.{argv[0].replace('-', '_')}")
+    return module.main(argv[1:])
 
 
 def add_prediction_options(parser):
@@ -50,3 +106,7 @@ def prediction_options(parser, args):
     if args.threshold is not None and not 0 < args.threshold < 1:
         parser.error(f"--threshold must be in (0, 1), got {args.threshold}")
     return dict(tile=args.tile, overlap=args.overlap, blend=args.blend, tta=args.tta)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

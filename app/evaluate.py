@@ -13,7 +13,7 @@ with per_class.csv, per_image.csv, summary.json and report.html.
 import argparse
 import sys
 
-from app.cli import add_prediction_options, fail_cleanly, prediction_options
+from app.cli import add_prediction_options, add_verbose_option, fail_cleanly, prediction_options
 
 
 def parse_args(argv=None):
@@ -23,12 +23,15 @@ def parse_args(argv=None):
     parser.add_argument("--data", help="dataset folder or CSV (default: the run's data.path)")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--out", help="report folder (default: <run>/report-<split>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace report files that already exist in --out (the default folder is always rewritten)")
     parser.add_argument("--overlays", type=int, default=4, metavar="N",
                         help="panels of the N worst and N best images (default 4, 0 for none)")
     parser.add_argument("--hd95", action="store_true",
                         help="95th-percentile Hausdorff distance per class (pixels; both masks empty: left out, "
                              "one empty: the image diagonal)")
     add_prediction_options(parser)
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
     args.options = prediction_options(parser, args)
     return args
@@ -40,8 +43,8 @@ def main(argv=None):
     from app.core.report import write_report
 
     write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
-                 options=args.options, threshold=args.threshold,
-                 hd95=args.hd95)
+                 options=args.options, threshold=args.threshold, hd95=args.hd95,
+                 overwrite=args.overwrite or None)
     return 0
 
 

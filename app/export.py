@@ -8,7 +8,7 @@ more than its tolerance below the Keras model's (2 for bad input).
 import argparse
 import sys
 
-from app.cli import fail_cleanly
+from app.cli import add_verbose_option, fail_cleanly
 
 FORMATS = ("savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8")
 """Same as app.core.export.FORMATS, repeated so that --help does not import TensorFlow."""
@@ -22,6 +22,8 @@ def parse_args(argv=None):
                         help=f"formats to export: {', '.join(FORMATS)}")
     parser.add_argument("--all", action="store_true", help="export every format")
     parser.add_argument("--out", help="output folder (default: <run>/export)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files already in --out (the default folder is always rewritten)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
                         help="input size of the .tflite files and parity tiles (default: the trained data.image_size)")
     parser.add_argument("--calibration-images", type=int, default=100, metavar="N",
@@ -30,6 +32,7 @@ def parse_args(argv=None):
                         help="largest mIoU drop of tflite-int8, in points (default: 1.0)")
     parser.add_argument("--tolerance-float", type=float, default=0.1, metavar="POINTS",
                         help="largest mIoU drop of savedmodel, tflite-fp32 and tflite-fp16 (default: 0.1)")
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
     if not args.all and not args.format:
         parser.error("choose formats with --format, or --all")
@@ -44,7 +47,7 @@ def main(argv=None):
     tolerances = {fmt: args.tolerance_int8 if fmt == "tflite-int8" else args.tolerance_float for fmt in FORMATS}
     try:
         export_run(args.run, FORMATS if args.all else args.format, args.out, args.size, args.calibration_images,
-                   tolerances)
+                   tolerances, overwrite=args.overwrite or None)
     except ParityError as err:
         for line in str(err).splitlines():
             print(f"error: {line}", file=sys.stderr)

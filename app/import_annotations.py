@@ -9,7 +9,7 @@ in the file wins. File names inside annotation files only name masks by their ba
 import argparse
 import sys
 
-from app.cli import fail_cleanly
+from app.cli import add_verbose_option, fail_cleanly
 
 
 def parse_args(argv=None):
@@ -18,9 +18,11 @@ def parse_args(argv=None):
     parser.add_argument("input", metavar="INPUT", help="LabelMe .json file or folder, or a COCO .json file")
     parser.add_argument("--format", required=True, choices=["labelme", "coco"])
     parser.add_argument("--out", required=True, help="output folder (masks/ and palette.csv)")
+    parser.add_argument("--overwrite", action="store_true", help="replace masks already in --out")
     classes = parser.add_mutually_exclusive_group()
     classes.add_argument("--classes", help="comma-separated class names in index order (background first)")
     classes.add_argument("--class-map", help="YAML mapping of class name to annotation label(s)")
+    add_verbose_option(parser)
     return parser.parse_args(argv)
 
 
@@ -32,7 +34,8 @@ def main(argv=None):
     classes = [name.strip() for name in args.classes.split(",")] if args.classes else None
     mapping, written = import_annotations(args.format, args.input, args.out, classes=classes,
                                           class_map=args.class_map,
-                                          warn=lambda line: print(f"warning: {line}", file=sys.stderr))
+                                          warn=lambda line: print(f"warning: {line}", file=sys.stderr),
+                                          overwrite=args.overwrite)
     print(f"{len(written)} mask(s) and palette.csv ({len(mapping.names)} classes: {', '.join(mapping.names)}) "
           f"written to {args.out}")
     print(f"train on them with: --set data.mask=index --set data.void=255 --set data.num_classes={len(mapping.names)}"

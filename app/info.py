@@ -8,7 +8,7 @@ import argparse
 import ast
 import sys
 
-from app.cli import fail_cleanly
+from app.cli import add_verbose_option, fail_cleanly
 
 
 def parse_args(argv=None):
@@ -22,6 +22,7 @@ def parse_args(argv=None):
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="architecture option, e.g. depth=3 or upsampling=bilinear (repeatable)")
     parser.add_argument("--table", action="store_true", help="also print the per-layer receptive-field table")
+    add_verbose_option(parser)
     return parser.parse_args(argv)
 
 

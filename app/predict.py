@@ -7,12 +7,14 @@ mask (0/255) per class instead, DIR/<class>/<stem>.png (the per-class folder lay
 the class probability is above --threshold (default 0.5); colour masks and overlays show the mean colour of
 the classes present. Large images are tiled automatically (sliding window, blended logits);
 --tile forces tiling. --model predicts with another .keras or .tflite file (the run still gives the config).
+DIR must lie outside the inputs' folders and the run's dataset; existing masks are replaced only with --overwrite.
+Unreadable images are skipped and listed at the end (exit code 1).
 """
 import argparse
 import pathlib
 import sys
 
-from app.cli import add_prediction_options, fail_cleanly, prediction_options
+from app.cli import add_prediction_options, add_verbose_option, fail_cleanly, prediction_options
 
 
 def parse_args(argv=None):
@@ -25,6 +27,8 @@ def parse_args(argv=None):
     add_prediction_options(parser)
     parser.add_argument("--colour", "--color", action="store_true", help="also write colour masks")
     parser.add_argument("--overlay", action="store_true", help="also write overlays on the image")
+    parser.add_argument("--overwrite", action="store_true", help="replace masks that already exist in --out")
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
     if args.run is None and args.model is None:
         parser.error("give --run, --model or both")
@@ -66,7 +70,7 @@ def main(argv=None):
 
     from app.core import multilabel
     from app.core.inference import load_predictor, predict_labels
-    from app.core.outputs import output_dir, write_image, write_text
+    from app.core.outputs import dataset_folders, prepare_output_folder, write_image, write_text
     from app.core.palette import colourise, display_image, overlay
 
     files = image_files(args.inputs)
@@ -78,15 +82,28 @@ def main(argv=None):
     if predictor.multilabel and clash:
         raise ValueError(f"{args.out}: class {clash[0]!r} has the name of the --{clash[0]} folder; "
                          f"leave out --{clash[0]}")
-    out = output_dir(args.out)
-    folders = {kind: output_dir(out / kind) for kind in ("colour", "overlay") if getattr(args, kind)}
+    out = pathlib.Path(args.out)
+    kinds = [kind for kind in ("colour", "overlay") if getattr(args, kind)]
+    mask_folders = [out / name for name in predictor.class_names] if predictor.multilabel else [out]
+    targets = [out / "palette.csv"] + [folder / f"{file.stem}.png"
+                                       for folder in mask_folders + [out / k for k in kinds] for file in files]
+    prepare_output_folder(out, [*args.inputs, *dataset_folders(predictor.config)], targets, args.overwrite)
+    folders = {kind: prepare_output_folder(out / kind) for kind in kinds}
     palette = pd.DataFrame(predictor.colours, columns=["r", "g", "b"])
     palette.insert(0, "name", predictor.class_names)
     write_text(out / "palette.csv", palette.to_csv(index=False))
+    failed = []
     for file in tqdm(files, unit="image", disable=None):
-        image = predictor.read_image(file)
+        try:
+            image = predictor.read_image(file)
+            if predictor.multilabel:
+                masks = multilabel.predict_masks(predictor, image, threshold, **args.options)
+            else:
+                labels = predict_labels(predictor, image, **args.options)
+        except ValueError as err:
+            failed.append(str(err) if str(file) in str(err) else f"{file}: {err}")
+            continue
         if predictor.multilabel:
-            masks = multilabel.predict_masks(predictor, image, threshold, **args.options)
             multilabel.write_masks(out, file.stem, masks, predictor.class_names)
             if "colour" in folders:
                 write_image(folders["colour"] / f"{file.stem}.png", multilabel.colourise(masks, predictor.colours))
@@ -94,14 +111,18 @@ def main(argv=None):
                 write_image(folders["overlay"] / f"{file.stem}.png",
                             multilabel.overlay(display_image(image), masks, predictor.colours))
             continue
-        labels = predict_labels(predictor, image, **args.options)
         write_image(out / f"{file.stem}.png", labels)
         if "colour" in folders:
             write_image(folders["colour"] / f"{file.stem}.png", colourise(labels, predictor.colours))
         if "overlay" in folders:
             write_image(folders["overlay"] / f"{file.stem}.png",
                         overlay(display_image(image), labels, predictor.colours))
-    print(f"{len(files)} mask(s) written to {out}")
+    print(f"{len(files) - len(failed)} mask(s) written to {out}")
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(files)} image(s) skipped (no mask written)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,7 +13,7 @@ import pathlib
 import sys
 import time
 
-from app.cli import fail_cleanly
+from app.cli import add_verbose_option, fail_cleanly
 from data.layouts import LAYOUTS
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "nuclei.yaml"
@@ -69,6 +69,7 @@ def parse_args(argv=None):
                         help="override any config key, e.g. --set augment.vflip=0.5 (repeatable)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     parser.add_argument("--fresh", action="store_true", help="start a new run even if an unfinished one exists")
+    add_verbose_option(parser)
     return parser.parse_args(argv)
 
 

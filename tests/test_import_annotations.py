@@ -94,7 +94,8 @@ def test_malicious_file_names_stay_inside_out(tmp_path, capsys):
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["empty.png", "evil.png"]
     assert list(tmp_path.rglob("evil*")) == [out / "masks" / "evil.png"]
     _labelme(tmp_path / "b.json", [("cat", "polygon", [[0, 0], [3, 0], [3, 3]])], image_path="/tmp/..")
-    assert main(["--format", "labelme", str(tmp_path / "b.json"), "--out", str(out)]) == 0
+    assert main(["--format", "labelme", str(tmp_path / "b.json"), "--out", str(out)]) == 2  # palette.csv exists
+    assert main(["--format", "labelme", str(tmp_path / "b.json"), "--out", str(out), "--overwrite"]) == 0
     assert "no usable file name; skipped" in capsys.readouterr().err
 
 

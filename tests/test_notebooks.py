@@ -86,7 +86,7 @@ def test_training_notebook(notebook_out, monkeypatch):
     notebook = execute("02_training.ipynb", notebook_out, monkeypatch)
     text = printed(notebook)
     assert "problems: 0" in text
-    assert 0.0 < number_after("validation: mIoU", text) <= 1.0
+    assert 0.0 < number_after("best model, validation split: mIoU", text) <= 1.0
     (run,) = (notebook_out / "02_training").glob("nuclei-unet-*")
     report = run / "report-val"
     assert (report / "report.html").is_file() and (run / "curves.png").is_file()

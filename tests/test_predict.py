@@ -119,9 +119,11 @@ def test_bad_inputs_are_one_line_errors_without_partial_files(tiny_run, tmp_path
     shutil.copytree(data / "images", images)
     (images / "zz_broken.png").write_bytes(b"\x89PNG broken")
     out = tmp_path / "out"
-    assert main(["--run", str(run), str(images), "--out", str(out)]) == 2
-    assert capsys.readouterr().err == f"error: {images / 'zz_broken.png'}: unreadable or corrupt image\n"
+    assert main(["--run", str(run), str(images), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == (f"error: {images / 'zz_broken.png'}: unreadable or corrupt image\n"
+                                       "1 of 9 image(s) skipped (no mask written)\n")
     assert not (out / "zz_broken.png").exists() and not list(out.glob(".*"))
+    assert len(list(out.glob("*.png"))) == 8
     assert main(["--run", str(tmp_path), str(images), "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path}: not a run folder (no config.yaml)\n"
     bare = tmp_path / "bare"
@@ -142,5 +144,6 @@ def test_channel_count_the_model_does_not_take(tiny_run, tmp_path, capsys):
     model_path = tmp_path / "two.keras"
     get_model("unet", (None, None, 2), 3, depth=2, base_filters=4).save(model_path)
     image = next((data / "images").iterdir())
-    assert main(["--run", str(run), "--model", str(model_path), str(image), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == f"error: {image}: image has 3 channels, the model takes 2\n"
+    assert main(["--run", str(run), "--model", str(model_path), str(image), "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == (f"error: {image}: image has 3 channels, the model takes 2\n"
+                                       "1 of 1 image(s) skipped (no mask written)\n")

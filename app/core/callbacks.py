@@ -1,4 +1,5 @@
-"""Crash-safe training callbacks: atomic checkpoints and backups, a NaN/Inf loss guard, the learning rate in logs.
+"""Crash-safe training callbacks: atomic checkpoints and backups (mid-epoch too), clean stops on SIGINT/SIGTERM,
+a NaN/Inf loss guard, the learning rate in logs, a progress bar that names splits and leaves per-class scores out.
 
 Every file is written to a temporary name in its final folder and moved into place with `os.replace`, so a
 crash (SIGKILL, power loss after the OS flushed) or a full disk never leaves a half-written checkpoint under
@@ -6,11 +7,18 @@ the final name. An OSError while writing is raised again naming the final path.
 """
 import json
 import pathlib
+import re
+import time
 
 import keras
 import numpy as np
 
+from app.core import interrupt
 from app.core.outputs import atomic_path
+
+STOP_BACKUP_AFTER_SECONDS = 60
+"""A stop mid-epoch writes a backup when the last one is older than this (or than the checkpoint interval):
+a shorter stretch is cheaper to train again than to resume mid-epoch, which sees its batches twice."""
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
@@ -25,7 +33,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` with a crash-safe commit at each epoch end.
+    """`keras.callbacks.BackupAndRestore` with a crash-safe commit at each epoch end, and within long epochs.
 
     Weights (model and optimizer, so the step count and LR schedule continue) go to `epoch-N.weights.h5`; then
     `training_metadata.json`, which names that file, is replaced: it is the commit point. A kill at any moment
@@ -33,15 +41,25 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     callbacks (checkpoint, CSV log) have finished with it. The backup is kept after training: delete it once the
     run's outputs are final.
 
+    With `every_minutes`, a long epoch also commits `epoch-N-batch-B.weights.h5` every that many minutes (and
+    `save_mid_epoch` writes one on demand, when a signal stops training). As in Keras 3.15 with an integer
+    `save_freq`, which records the batch but restores only the epoch, resuming from it restarts epoch N + 1 from
+    its first batch with the saved weights and optimizer state: the training of the stopped epoch is kept, its
+    first B batches are seen twice.
+
     Args:
         backup_dir: str. Folder of the backups written by this process.
         restore_dir: str or None. Folder to restore from (another process's backups, read only).
             Defaults to `backup_dir`.
+        every_minutes: float or None. Mid-epoch backup interval; None for epoch ends only.
     """
 
-    def __init__(self, backup_dir, restore_dir=None):
+    def __init__(self, backup_dir, restore_dir=None, every_minutes=None):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
         self.restore_dir = pathlib.Path(restore_dir or backup_dir)
+        self.every_seconds = None if every_minutes is None else 60 * every_minutes
+        self._epoch = 0
+        self._last_save = time.monotonic()
 
     def _load_model(self):
         metadata = self.restore_dir / "training_metadata.json"
@@ -53,17 +71,104 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.model.load_weights(self.restore_dir / state["weights"])
         self.model._initial_epoch = state["epoch"]
 
-    def _save_model(self):
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._last_save = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_seconds is not None and time.monotonic() - self._last_save >= self.every_seconds:
+            self._save_model(batch)
+
+    def save_mid_epoch(self, batch):
+        """Commit the weights after `batch` (0-based) of the running epoch if the last backup is old enough
+        (STOP_BACKUP_AFTER_SECONDS, or the interval if shorter); returns whether it did. Never without an
+        interval: `every_minutes=None` means epoch ends only."""
+        if self.every_seconds is None:
+            return False
+        if time.monotonic() - self._last_save < min(STOP_BACKUP_AFTER_SECONDS, self.every_seconds):
+            return False
+        self._save_model(batch)
+        return True
+
+    def _save_model(self, batch=None):
+        """Commit the finished epochs (`batch` None) or the running epoch after `batch` (0-based)."""
         folder = pathlib.Path(self.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        weights = folder / f"epoch-{self._current_epoch}.weights.h5"
+        done = self._current_epoch if batch is None else self._epoch
+        name = f"epoch-{done}" + ("" if batch is None else f"-batch-{batch + 1}")
+        weights = folder / f"{name}.weights.h5"
         with atomic_path(weights) as temp:
             self.model.save_weights(temp, overwrite=True)
+        state = {"epoch": done, "weights": weights.name, **({} if batch is None else {"batch": batch + 1})}
         with atomic_path(folder / "training_metadata.json") as temp:
-            temp.write_text(json.dumps({"epoch": self._current_epoch, "weights": weights.name}))
+            temp.write_text(json.dumps(state))
         for old in folder.glob("epoch-*.weights.h5"):
             if old != weights:
                 old.unlink()
+        self._last_save = time.monotonic()
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """End training cleanly after the batch during which SIGINT or SIGTERM arrived.
+
+    Works inside `app.core.interrupt.deferred()`, which only records the signal. After a training batch it
+    asks `backup` for a mid-epoch backup (see `AtomicBackupAndRestore.save_mid_epoch`) and raises
+    `interrupt.Stopped` naming the epoch and batch; after a validation batch or an epoch end (put this callback
+    after the backup, so the epoch is committed first) it raises at once.
+    """
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        signum = interrupt.pending()
+        if signum is not None:
+            self.backup.save_mid_epoch(batch)
+            raise interrupt.Stopped(signum, f"stopped at epoch {self._epoch + 1}, batch {batch + 1}")
+
+    def on_test_batch_end(self, batch, logs=None):
+        signum = interrupt.pending()
+        if signum is not None:
+            raise interrupt.Stopped(signum, f"stopped at epoch {self._epoch + 1}, during validation")
+
+    def on_epoch_end(self, epoch, logs=None):
+        signum = interrupt.pending()
+        if signum is not None:
+            raise interrupt.Stopped(signum, f"stopped after epoch {epoch + 1}")
+
+
+PER_CLASS_KEY = re.compile(r"^(val_)?iou_")
+"""Log keys of per-class scores (`models.metrics.segmentation_metrics`): history.csv and TensorBoard only."""
+
+
+def progress_logs(logs):
+    """Epoch/batch logs as the progress bar shows them: per-class scores left out, every score named after its
+    split (`train_miou`, `val_miou`), the learning rate as `lr`."""
+    shown = {}
+    for key, value in (logs or {}).items():
+        if PER_CLASS_KEY.match(key):
+            continue
+        name = "lr" if key == "learning_rate" else key if key.startswith("val_") else f"train_{key}"
+        shown[name] = value
+    return shown
+
+
+class SplitProgbarLogger(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar on `progress_logs`: one readable line however many classes there are."""
+
+    def _update_progbar(self, batch, logs=None):
+        super()._update_progbar(batch, progress_logs(logs))
+
+    def _finalize_progbar(self, logs):
+        super()._finalize_progbar(progress_logs(logs))
 
 
 class NonFiniteLossError(ValueError):

@@ -1,10 +1,11 @@
 """Dataset checks as training sees them: discovery, mask encoding and the full scan, summarised."""
 import dataclasses
+import pathlib
 
 import pandas as pd
 
 from app.core.config import ConfigError, model_options
-from app.core.outputs import output_dir, write_text
+from app.core.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
 from app.core.plots import plot_class_shares
 from app.core.train import check_size, class_names_for, resolve_normalization
 from data.discovery import DatasetError
@@ -96,6 +97,16 @@ def share_table(class_counts):
     table = pixels / pixels.sum().replace(0, 1)
     table["pixels"] = pixels.sum(axis=1).astype(int)
     return table
+
+
+CHECK_FILES = ("class_shares.png", "class_pixels.csv", "files.csv")
+
+
+def check_report_folder(config, out, overwrite=False, create=False):
+    """Refuse an --out inside the dataset or one holding these files already (unless `overwrite`)."""
+    out = pathlib.Path(out)
+    return prepare_output_folder(out, dataset_folders(config), [out / name for name in CHECK_FILES], overwrite,
+                                 create)
 
 
 def write_check_outputs(check, out):

@@ -5,6 +5,7 @@ import pathlib
 
 import yaml
 
+from app.core.schema import Invalid, validate
 from data.augment import DEFAULT_AUGMENT
 
 DEFAULTS = {
@@ -58,10 +59,12 @@ DEFAULTS = {
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "verbose": "auto",
+        "checkpoint_every_minutes": 30,
     },
 }
 OPEN_SECTIONS = ("model", "loss")
 """Sections whose extra keys pass through to the model builder or the loss."""
+# Each key's type and range: app/core/schema.py RULES (add the rule of a new key there).
 
 
 class ConfigError(ValueError):
@@ -86,11 +89,25 @@ def parse_override(text):
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, _, raw = text.partition("=")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {text!r}: {key.strip()!r} is not a key like section.key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:  # the safe loader refuses !!python tags: nothing in a value is ever run
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                          "quote the value to pass it as a string") from None
     nested = value
-    for part in reversed(key.strip().split(".")):
+    for part in reversed(parts):
         nested = {part: nested}
     return nested
+
+
+def _yaml_problem(err):
+    """A YAML error in one line: the problem and where."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _apply(config, update):
@@ -102,7 +119,11 @@ def _apply(config, update):
 
 
 def load_config(path=None, overrides=()):
-    """Defaults, updated by a YAML file, updated by override dicts, in that order."""
+    """Defaults, updated by a YAML file, updated by override dicts, in that order; every key checked.
+
+    Raises:
+        ConfigError: an unknown key, bad YAML, or values that break `app.core.schema.RULES` (one line each).
+    """
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
         path = pathlib.Path(path)
@@ -111,12 +132,16 @@ def load_config(path=None, overrides=()):
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
         _apply(config, loaded)
     for override in overrides:
         _apply(config, override)
+    try:
+        validate(config, DEFAULTS)
+    except Invalid as err:
+        raise ConfigError(str(err)) from None
     if not config["name"]:
         config["name"] = f"{pathlib.Path(config['data']['path']).stem}-{config['model']['name']}"
     return config

@@ -23,6 +23,8 @@ from keras import ops
 
 from app.core.config import model_options
 from app.core.evaluate import confusion_matrix, scores_table, sparse_labels
+from app.core.native_logs import quiet_native_stderr
+from app.core.outputs import dataset_folders, output_dir, prepare_output_folder
 from app.core.train import prepare_data
 from data.masks import IGNORE_INDEX
 from data.multilabel import MULTILABEL
@@ -62,8 +64,9 @@ class LiteRTModel:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = str(path)
-        self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         batch, height, width, self.channels = (int(n) for n in self._input["shape"])
@@ -117,10 +120,12 @@ def load_run(run_dir):
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
     except yaml.YAMLError as err:
         raise ExportError(f"{run_dir / 'config.yaml'}: not valid YAML ({err})") from None
+    from app.core.inference import load_model_file
+
     try:
-        model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    except (ValueError, TypeError, OSError) as err:
-        raise ExportError(f"{run_dir / 'model.keras'}: cannot load the model ({str(err).splitlines()[0]})") from None
+        model = load_model_file(run_dir / "model.keras")
+    except ValueError as err:
+        raise ExportError(str(err)) from None
     return config, model
 
 
@@ -408,7 +413,7 @@ def parity_table(model, model_path, paths, tiles, class_names, num_classes, tole
 
 
 def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_images=100, tolerances=None,
-               calibration=None, latency_runs=20, num_threads=None, log=print):
+               calibration=None, latency_runs=20, num_threads=None, log=print, overwrite=None):
     """Export a run folder to `formats`, write parity.csv/json beside the files and check the tolerances.
 
     Args:
@@ -422,6 +427,8 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
         latency_runs: int. Timed calls per latency figure. Defaults to 20.
         num_threads: int. The "all threads" count. Defaults to the number of CPU cores.
         log: callable. Progress and table printer. Defaults to print.
+        overwrite: bool. Replace files already in `out_dir`. Defaults to True for `<run_dir>/export`, the run's
+            own folder, else False. `out_dir` must lie outside the dataset folder.
 
     Returns:
         The parity table (pandas DataFrame), Keras first.
@@ -442,14 +449,15 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
         valid = "x".join(str(max(divisor, s // divisor * divisor)) for s in size)
         raise ExportError(f"export size {size[0]}x{size[1]} must be a multiple of {divisor} for "
                           f"{config['model']['name']} (e.g. {valid})")
+    out = pathlib.Path(out_dir) if out_dir else run_dir / "export"
+    paths = {fmt: out / FILENAMES[fmt] for fmt in FORMATS if fmt in formats}
+    prepare_output_folder(out, dataset_folders(config), [*paths.values(), out / "parity.csv", out / "parity.json"],
+                          out_dir is None if overwrite is None else overwrite, create=False)
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
     drawn = calibration_images if "tflite-int8" in formats and calibration is None else 0
     dataset, split, training_samples, class_names, num_classes = parity_data(config, size, drawn)
     calibration = training_samples if calibration is None else np.asarray(calibration, np.float32)
-    out = pathlib.Path(out_dir) if out_dir else run_dir / "export"
-    out.mkdir(parents=True, exist_ok=True)
-
-    paths = {fmt: out / FILENAMES[fmt] for fmt in FORMATS if fmt in formats}
+    output_dir(out)
     if "savedmodel" in paths:
         log(f"exporting savedmodel -> {paths['savedmodel']}")
         export_savedmodel(model, paths["savedmodel"], divisor, size, log, multilabel)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from app.core.outputs import output_dir, write_image, write_text
+from app.core.outputs import check_output_folder, output_dir, prepare_output_folder, write_image, write_text
 from app.core.palette import default_palette
 from data.masks import IGNORE_INDEX
 
@@ -282,7 +282,7 @@ def render(item, class_map):
     return labels
 
 
-def import_annotations(kind, source, out, classes=None, class_map=None, warn=print):
+def import_annotations(kind, source, out, classes=None, class_map=None, warn=print, overwrite=False):
     """Convert annotations under `source` into `out/masks/<stem>.png` and `out/palette.csv`.
 
     Args:
@@ -293,6 +293,7 @@ def import_annotations(kind, source, out, classes=None, class_map=None, warn=pri
         class_map: path. YAML class map, see `ClassMap.from_yaml`. Defaults to None: `background` plus the
             COCO categories (by id) or the LabelMe labels (sorted).
         warn: callable. Receives one line per skipped shape or file name.
+        overwrite: bool. Replace masks and palette.csv already in `out`. `out` must lie outside `source`'s folder.
 
     Returns:
         (ClassMap, list of written mask paths).
@@ -304,6 +305,8 @@ def import_annotations(kind, source, out, classes=None, class_map=None, warn=pri
     source = pathlib.Path(source)
     if not source.exists():
         raise ValueError(f"{source}: no such file or folder")
+    out = pathlib.Path(out)
+    check_output_folder(out, [source])
     if kind == "coco":
         items, labels = read_coco(source, warn)
     else:
@@ -316,7 +319,9 @@ def import_annotations(kind, source, out, classes=None, class_map=None, warn=pri
     mapping = ClassMap.from_names(classes) if classes else (
         ClassMap.from_yaml(class_map) if class_map else default_class_map(items, labels))
     mapping.check(items)
-    masks = output_dir(pathlib.Path(out) / "masks")
+    prepare_output_folder(out, [source], [out / "palette.csv", *(out / "masks" / f"{item.stem}.png" for item in items)],
+                          overwrite)
+    masks = output_dir(out / "masks")
     written = [write_image(masks / f"{item.stem}.png", render(item, mapping)) for item in items]
     palette = pd.DataFrame(default_palette(len(mapping.names)), columns=["r", "g", "b"])
     palette.insert(0, "name", mapping.names)

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import re
 import zipfile
 
 import cv2
@@ -76,21 +77,67 @@ def _read_config(run_dir):
     return config
 
 
-def _load_model(path):
+def _load_error(path, err):
+    """One line saying why Keras could not load `path` (its messages run to pages of config dumps)."""
+    text = str(err)
+    named = re.search(r"Could not locate (function|class) '([^']+)'", text)
+    if named:
+        return (f"{path}: the model calls the Python {named[1]} {named[2]!r}, which is not part of segkit; model "
+                "files are loaded in Keras safe mode and never run code of their own: build the model from "
+                f"registered layers (models.registry) or register that {named[1]} with "
+                "@keras.saving.register_keras_serializable")
+    if "safe_mode" in text or "lambda" in text.lower() and "unsafe" in text.lower():
+        return (f"{path}: the model holds a Python lambda, which Keras safe mode refuses to run; model files "
+                "never run code of their own: rebuild the model without Lambda layers")
+    last = text.split("Exception encountered:")[-1].strip().splitlines()
+    return f"{path}: cannot load the model ({(last[0] if last else type(err).__name__)[:300]})"
+
+
+def check_segmentation_model(model, path):
+    """Raise ValueError unless `model` maps (B, H, W, C) images to (B, H, W, classes) scores of the same H x W."""
+    inputs, outputs = model.input_shape, model.output_shape
+    found = f"input {tuple(inputs) if isinstance(inputs, tuple) else inputs}, output {outputs}"
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"{path}: not a segmentation model: {len(model.inputs)} input(s) and "
+                         f"{len(model.outputs)} output(s) ({found}); segkit needs one image in, one score map out")
+    if len(inputs) != 4 or len(outputs) != 4:
+        raise ValueError(f"{path}: not a segmentation model: {found}; segkit needs (batch, H, W, channels) in and "
+                         "(batch, H, W, classes) out, e.g. a classification model gives (batch, classes)")
+    probe = tuple(s if s is not None else 2 * DEFAULT_DIVISOR for s in inputs[1:3])
+    try:
+        probed = model.compute_output_shape((1, *probe, inputs[3]))
+    except Exception:  # noqa: BLE001  (a model that cannot infer shapes symbolically: keep its static shapes)
+        probed = (1, *(o if o is not None else p for o, p in zip(outputs[1:3], probe)), outputs[3])
+    if tuple(probed[1:3]) != probe:
+        raise ValueError(f"{path}: not a segmentation model: a {probe[0]}x{probe[1]} input gives a "
+                         f"{probed[1]}x{probed[2]} output ({found}); segkit needs scores at the input's size")
+
+
+def load_model_file(path):
+    """A checked segmentation model from a .keras (safe mode) or .tflite file; ValueError in one line."""
     if path.suffix == ".tflite":
         from app.core.export import LiteRTModel
 
-        return LiteRTModel(str(path))
+        try:
+            return LiteRTModel(str(path))
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"{path}: not a TFLite model file ({str(err).splitlines()[0][:200]})") from None
     if path.suffix != ".keras":
         raise ValueError(f"{path}: model file must be .keras or .tflite")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not)")
     import keras
 
     import models.registry  # noqa: F401  (registers the custom layers)
 
     try:
-        return keras.saving.load_model(path, compile=False)
-    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path}: cannot load model ({err})") from None
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError, AttributeError, zipfile.BadZipFile) as err:
+        raise ValueError(_load_error(path, err)) from None
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{path}: not a Keras model file (it holds a {type(model).__name__})")
+    check_segmentation_model(model, path)
+    return model
 
 
 def _class_names(run_dir, config, num_classes):
@@ -121,14 +168,18 @@ def load_predictor(run_dir=None, model_path=None):
     path = pathlib.Path(model_path) if model_path is not None else pathlib.Path(run_dir) / "model.keras"
     if not path.is_file():
         raise ValueError(f"{path}: model file not found" + ("" if model_path else " (has the run finished an epoch?)"))
-    model = _load_model(path)
+    model = load_model_file(path)
     input_size = getattr(model, "input_size", None)
     if hasattr(model, "output_shape"):
         channels, num_classes = int(model.input_shape[-1]), int(model.output_shape[-1])
     else:
         channels = int(model.channels)
         probe = np.zeros((1, *(input_size or (DEFAULT_DIVISOR, DEFAULT_DIVISOR)), channels), np.float32)
-        num_classes = int(np.asarray(model.predict_on_batch(probe)).shape[-1])
+        scores = np.asarray(model.predict_on_batch(probe))
+        if scores.shape[1:3] != probe.shape[1:3]:
+            raise ValueError(f"{path}: not a segmentation model: a {probe.shape[1]}x{probe.shape[2]} input gives "
+                             f"output shape {scores.shape}; segkit needs scores at the input's size")
+        num_classes = int(scores.shape[-1])
     divisor = DEFAULT_DIVISOR
     if config is not None:
         from app.core.config import model_options

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from app.core.evaluate import (confusion_matrix, hd95_per_class, mean_over_images, per_class_dict, per_image_scores,
                                scores_table)
 from app.core.inference import load_predictor, predict_labels
-from app.core.outputs import output_dir, write_text
+from app.core.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
 from app.core.palette import display_image
 from app.core.plots import plot_confusion_matrix, plot_overlay_panel
 from data.layouts import dataset_source
@@ -125,16 +125,23 @@ figure {{ margin: 0 0 1.5em 0; }}
 """
 
 
+REPORT_FILES = ("per_class.csv", "per_image.csv", "confusion_matrix.csv", "confusion_matrix.png", "summary.json",
+                "report.html")
+
+
 def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=None, threshold=None, log=print,
-                 hd95=False):
+                 hd95=False, overwrite=None):
     """Evaluate a run on a split and write its report folder; returns (folder, summary dict).
+
+    The default folder belongs to the run and is rewritten; files in another `out` are replaced only with
+    `overwrite`. `out` must lie outside the dataset's folders.
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
     `options` (tile, overlap, blend, tta) go to `app.core.inference.predict_labels`. Multi-label runs get the
     report of `app.core.multilabel.write_report` (per-class scores at `threshold`, default 0.5; no overlays).
-    summary.json's `per_image` holds the means over images of per_image.csv's scores (`app.core.evaluate.mean_over_images`); `hd95` adds the
-    95th-percentile Hausdorff distance per class (`app.core.evaluate.hd95`, pixels of the full-size masks).
+    summary.json's `per_image` holds the means over images of per_image.csv's scores
+    (`app.core.evaluate.mean_over_images`); `hd95` adds the 95th-percentile Hausdorff distance per class (`app.core.evaluate.hd95`, pixels of the full-size masks).
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)
@@ -149,7 +156,11 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     if data is not None:
         config["data"]["path"] = str(data)
     rows, encoding = split_rows(config, split, predictor.num_classes, run_dir.parent)
-    out = output_dir(out if out is not None else run_dir / f"report-{split}")
+    overwrite = out is None if overwrite is None else overwrite
+    out = pathlib.Path(out if out is not None else run_dir / f"report-{split}")
+    old_overlays = [*(out / "overlays").glob("worst_*.png"), *(out / "overlays").glob("best_*.png")]
+    inputs = {*dataset_folders(config), *(pathlib.Path(f).parent for f in [*rows["image"], *rows["mask"]])}
+    prepare_output_folder(out, inputs, [out / name for name in REPORT_FILES] + old_overlays, overwrite)
     log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images)")
     matrix, per_image = evaluate_rows(predictor, rows, encoding, options, hd95)
     names = predictor.class_names

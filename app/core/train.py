@@ -1,22 +1,26 @@
 """Training runs: data preparation, model and loss from the config, Keras callbacks, run folder, resume."""
+import contextlib
 import dataclasses
 import datetime
+import gc
 import json
 import math
 import pathlib
 import shutil
+import signal
 import tempfile
 import time
+import traceback
 
 import keras
 import numpy as np
 import pandas as pd
 import yaml
 
-from app.core import multilabel
+from app.core import interrupt, multilabel
 from app.core.budget import BudgetGuard, comparable, fit_to_budget
-from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, StopOnNonFiniteLoss,
-                           atomic_path)
+from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, SplitProgbarLogger,
+                                StopOnNonFiniteLoss, StopOnSignal, atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
 from app.core.distribute import distribute_dataset, replicas
 from app.core.precision import cpu_flags, resolve_precision  # noqa: F401  (cpu_flags: re-exported)
@@ -219,7 +223,10 @@ def _resume_state(run_dir, monitor, truncate=True):
     if not meta.exists() or not history_path.exists():
         return 0, {}
     done = json.loads(meta.read_text()).get("epoch", 0)
-    history = pd.read_csv(history_path)
+    try:
+        history = pd.read_csv(history_path)
+    except pd.errors.EmptyDataError:  # a mid-epoch backup of the first epoch: no row yet
+        history = pd.DataFrame({"epoch": []})
     history = history[history["epoch"] < done]
     if truncate:
         with atomic_path(history_path) as temp:
@@ -284,25 +291,58 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
             with tempfile.TemporaryDirectory(prefix="segkit-worker-") as scratch:
                 fit_model(config, prepared, setup, pathlib.Path(scratch), resumable, log)
             return None
-        run_dir = resumable
-        if run_dir is None:
-            run_dir = new_run_dir(runs_dir, config["name"])
-            dump_config(config, run_dir / "config.yaml")
-            if prepared.encoding.colours is not None:
-                write_class_palette(run_dir / "palette.csv", prepared.class_names, prepared.encoding.colours)
-        monitor = fit_model(config, prepared, setup, run_dir, run_dir, log)
+        run_dir = resumable or new_run_dir(runs_dir, config["name"])
+        with stopped_cleanly(run_dir, created=resumable is None):
+            if resumable is None:
+                dump_config(config, run_dir / "config.yaml")
+                if prepared.encoding.colours is not None:
+                    write_class_palette(run_dir / "palette.csv", prepared.class_names, prepared.encoding.colours)
+            monitor = fit_model(config, prepared, setup, run_dir, run_dir, log)
     with atomic_path(run_dir / "curves.png") as temp:
         plot_curves(pd.read_csv(run_dir / "history.csv"), temp, monitor)
     metrics = final_metrics(keras.saving.load_model(run_dir / "model.keras"), prepared)
     with atomic_path(run_dir / "metrics.json") as temp:
         temp.write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    split = "validation split" if metrics["split"] == "val" else "training split (there is no validation split)"
+    log(f"best model per class, {split}:\n" + pd.DataFrame(metrics["per_class"]).T.to_string(
+        float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
     second = ("pixel accuracy", "pixel_accuracy") if "pixel_accuracy" in metrics else ("mean Dice", "mean_dice")
-    log(f"validation: mIoU {metrics['miou']:.4f}, {second[0]} {metrics[second[1]]:.4f}")
+    log(f"best model, {split}: mIoU {metrics['miou']:.4f}, {second[0]} {metrics[second[1]]:.4f}")
     if prepared.budget is not None:
         prepared.budget.finish(run_dir, log)
     log(f"run folder: {run_dir}")
     return run_dir
+
+
+def _resumable(run_dir):
+    return (run_dir / "backup" / "training_metadata.json").exists() or (run_dir / "model.keras").exists()
+
+
+@contextlib.contextmanager
+def stopped_cleanly(run_dir, created):
+    """Turn a signal's `Stopped` into one line saying what is kept; remove a run folder `created` by this
+    process that holds nothing to resume from (no backup, no model).
+
+    The frames of the stopped `fit` are cleared: they hold a tf.data iterator that hangs the interpreter's exit.
+    """
+    try:
+        yield
+        return
+    except interrupt.Stopped as stop:
+        traceback.clear_frames(stop.__traceback__)
+        signum, where = stop.signum, stop.where
+    gc.collect()
+    where = where or f"stopped by {signal.Signals(signum).name}"
+    if _resumable(run_dir):
+        batch = _mid_epoch_batch(run_dir)
+        message = f"{where}; run the same command to resume" + (
+            f" (from the mid-epoch backup after batch {batch})" if batch else "")
+    else:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        message = f"{where}, before anything was saved (no run folder kept); run the same command to start"
+    raise interrupt.Stopped(signum, message)
 
 
 def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
@@ -326,42 +366,57 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     monitor = train["monitor"] if prepared.val is not None else train["monitor"].removeprefix("val_")
     initial_epoch, history = (0, {}) if resume_dir is None else _resume_state(resume_dir, monitor,
                                                                                 truncate=resume_dir == out_dir)
-    if initial_epoch:
-        log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}")
+    mid_epoch = _mid_epoch_batch(resume_dir)
+    if initial_epoch or mid_epoch:
+        log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}"
+            + (f" (mid-epoch backup after batch {mid_epoch}: epoch {initial_epoch + 1} starts again from its "
+               "first batch with those weights)" if mid_epoch else ""))
     checkpoint = out_dir / "model.keras"
     callbacks = fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch, history)
     if prepared.budget is not None:
         callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, log))
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
     full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
-    model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
-              epochs=train["epochs"], callbacks=callbacks, shuffle=False,
-              verbose=2 if train.get("verbose") == "epoch" else "auto")
+    with interrupt.deferred():
+        model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
+                  epochs=train["epochs"], callbacks=callbacks, shuffle=False,
+                  verbose=2 if train.get("verbose") == "epoch" else "auto")
     if not checkpoint.exists():
         with atomic_path(checkpoint) as temp:
             model.save(temp)
     return monitor
 
 
+def _mid_epoch_batch(resume_dir):
+    """The batch count of a mid-epoch backup in `resume_dir`, else 0."""
+    meta = None if resume_dir is None else resume_dir / "backup" / "training_metadata.json"
+    return json.loads(meta.read_text()).get("batch", 0) if meta is not None and meta.exists() else 0
+
+
 def fit_callbacks(train, monitor, out_dir, resume_dir=None, initial_epoch=0, history=None):
     """The Keras callbacks of a run; `history` holds the rows of the `initial_epoch` epochs already done.
 
     `train.early_stopping_patience: null` leaves early stopping out (the schedule runs to its last epoch).
+    The progress bar shows split-named scores without the per-class ones (those go to history.csv and
+    TensorBoard); SIGINT/SIGTERM stop after the current batch (`StopOnSignal`, last).
     """
     checkpoint, history = out_dir / "model.keras", history or {}
+    backup = AtomicBackupAndRestore(out_dir / "backup", None if resume_dir is None else resume_dir / "backup",
+                                    train.get("checkpoint_every_minutes"))
     callbacks = [
         StopOnNonFiniteLoss(checkpoint, train["learning_rate"]),
         LearningRateLogger(),
+        SplitProgbarLogger(),
         AtomicModelCheckpoint(str(checkpoint), monitor=monitor, mode="max", save_best_only=True,
                               initial_value_threshold=max(history.get(monitor, []), default=None)),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=initial_epoch > 0),
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
-        AtomicBackupAndRestore(out_dir / "backup", None if resume_dir is None else resume_dir / "backup"),
+        backup,
     ]
     if train["early_stopping_patience"] is not None:
         callbacks.append(ResumableEarlyStopping(history, monitor=monitor, mode="max",
                                                 patience=train["early_stopping_patience"]))
-    return callbacks
+    return callbacks + [StopOnSignal(backup)]
 
 
 def final_metrics(model, prepared):
