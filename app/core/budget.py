@@ -192,7 +192,7 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     same = steps_per_epoch >= 2
     train_data = prepared.train if same else prepared.train.repeat()
     model.fit(distribute_dataset(train_data, setup), validation_data=val, epochs=2, steps_per_epoch=warm,
-              callbacks=[timer], verbose=0)
+              callbacks=[timer], verbose=0, shuffle=False)
     with tempfile.TemporaryDirectory(prefix="segkit-budget-") as scratch:  # what the epoch-end callbacks write
         mark = time.perf_counter()
         model.save(f"{scratch}/model.keras")

@@ -277,9 +277,6 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         config = {**config, "data": {**config["data"], "normalization": prepared.normalization.to_config()}}
         for note in prepared.source.notes:
             log(f"note: {note}")
-        counts = prepared.frame["split"].value_counts()
-        log(f"data: {config['data']['path']} ({prepared.encoding.describe()}) "
-            + ", ".join(f"{split} {n}" for split, n in counts.items()))
         log(f"input normalization: {prepared.normalization.describe()}")
         log(prepared.class_table.to_string(float_format=lambda v: f"{v:.4f}"))
         if setup.count > 1:
