@@ -48,6 +48,8 @@ DEFAULTS = {
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "verbose": "auto",
+        "freeze_encoder_epochs": 0,
+        "encoder_lr_scale": 1.0,
     },
 }
 OPEN_SECTIONS = ("model", "loss")
@@ -84,10 +86,12 @@ def parse_override(text):
 
 
 def _apply(config, update):
-    """Merge `update` into `config`; choosing another model drops the default model's options."""
+    """Merge `update` into `config`; choosing another model (or an encoder) drops the default model's options."""
     model = update.get("model")
     if isinstance(model, dict) and model.get("name") not in (None, config["model"].get("name")):
         config["model"] = {}
+    elif isinstance(model, dict) and model.get("encoder") and config["model"] == DEFAULTS["model"]:
+        config["model"] = {"name": config["model"]["name"]}
     _merge(config, update)
 
 

@@ -23,6 +23,7 @@ from data.masks import IGNORE_INDEX
 from data.pipeline import build_dataset
 from data.scan import mask_encoding, scan
 from models.class_weights import class_weights_from_frequencies
+from models.finetune import check_finetune_options, finetune_callbacks
 from models.losses import get_loss
 from models.metrics import segmentation_metrics
 from models.registry import get_model, required_divisor
@@ -235,6 +236,7 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
     `distribute` ("none", "mirrored" or "multiworker", see `app.core.distribute`) splits each global batch of
     `train.batch_size` over the replicas; only the chief process writes the run folder.
     """
+    check_finetune_options(config["train"], config["model"])
     with replicas(distribute) as setup:
         keras.utils.set_random_seed(config["seed"])
         batch = config["train"]["batch_size"]
@@ -284,6 +286,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
     log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
+    if getattr(model, "encoder_report", None):
+        log(model.encoder_report)
     train = config["train"]
     monitor = train["monitor"] if prepared.val is not None else train["monitor"].removeprefix("val_")
     initial_epoch, history = (0, {}) if resume_dir is None else _resume_state(resume_dir, monitor,
@@ -291,7 +295,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     if initial_epoch:
         log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}")
     checkpoint = out_dir / "model.keras"
-    callbacks = fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch, history)
+    callbacks = finetune_callbacks(model, train) + fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch,
+                                                                  history)
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
     full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
     model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
