@@ -192,7 +192,7 @@ def build_encoder(name, image, weights=None, output_stride=32):
     if spec.hub_config is not None or name.startswith(HUB_PREFIX):
         base, features, report, mode = _hub_backbone(name, spec, weights, output_stride, tuple(image.shape[1:3]))
     else:
-        base = spec.build((None, None, 3))
+        base = spec.build((*image.shape[1:3], 3))
         report = load_encoder_weights(base, name, weights)
         if output_stride < 32:
             base = _dilated(base, name, output_stride)
