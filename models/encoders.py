@@ -289,37 +289,46 @@ def load_encoder_weights(base, name, weights):
         return f"encoder {name}: loaded {total}/{total} weight tensors from {path} (none skipped)"
     if path.suffix not in (".h5", ".hdf5"):
         raise EncoderWeightsError(f"{path}: encoder weights must be an .h5 or .weights.h5 file")
-    return _load_h5_by_name(base, name, path)
+    return _load_h5(base, name, path)
 
 
-def _load_h5_by_name(model, name, path):
-    """Load a keras.applications-format (legacy) .h5 file by layer name, reporting every skipped tensor."""
-    layers = {layer.name: layer for layer in model.layers if layer.weights}
-    loaded, skipped, seen = 0, [], set()
+def _load_h5(model, name, path):
+    """Load a keras.applications-format (legacy) .h5 file, reporting every skipped tensor.
+
+    As Keras does, layers with weights are paired in order when the file has as many as the model (automatic
+    layer names differ between builds); otherwise by layer name. A layer whose shapes differ is skipped.
+    """
+    layers = [layer for layer in model.layers if layer.weights]
     try:
         with h5py.File(path, "r") as file:
             group = file["model_weights"] if "model_weights" in file else file
-            for layer_name in _h5_names(group.attrs.get("layer_names", [])):
-                arrays = [np.asarray(group[layer_name][w]) for w in _h5_names(group[layer_name].attrs["weight_names"])]
-                if not arrays:
-                    continue
-                layer = layers.get(layer_name)
-                if layer is None:
-                    skipped.append(f"{layer_name} ({len(arrays)} tensors: no such layer)")
-                    continue
-                seen.add(layer_name)
-                targets = layer.trainable_weights + layer.non_trainable_weights
-                shapes = [tuple(t.shape) for t in targets]
-                if shapes != [a.shape for a in arrays]:
-                    skipped.append(f"{layer_name} (shapes {[a.shape for a in arrays]} in the file, {shapes} here)")
-                    continue
-                for target, array in zip(targets, arrays):
-                    target.assign(array)
-                loaded += len(arrays)
-    except OSError as err:
-        raise EncoderWeightsError(f"{path}: not a readable .h5 weights file ({err})") from None
-    missing = [layer for layer in layers if layer not in seen]
-    total = sum(len(layer.weights) for layer in layers.values())
+            entries = [(layer_name, [np.asarray(group[layer_name][w])
+                                     for w in _h5_names(group[layer_name].attrs["weight_names"])])
+                       for layer_name in _h5_names(group.attrs.get("layer_names", []))]
+    except (OSError, KeyError) as err:
+        raise EncoderWeightsError(f"{path}: not a readable keras .h5 weights file ({err})") from None
+    entries = [(layer_name, arrays) for layer_name, arrays in entries if arrays]
+    if len(entries) == len(layers):
+        pairs = list(zip(layers, entries))
+    else:
+        by_name = {layer.name: layer for layer in layers}
+        pairs = [(by_name.get(layer_name), (layer_name, arrays)) for layer_name, arrays in entries]
+    loaded, skipped, seen = 0, [], set()
+    for layer, (layer_name, arrays) in pairs:
+        if layer is None:
+            skipped.append(f"{layer_name} ({len(arrays)} tensors: no such layer)")
+            continue
+        seen.add(layer.name)
+        targets = layer.trainable_weights + layer.non_trainable_weights
+        shapes = [tuple(t.shape) for t in targets]
+        if shapes != [a.shape for a in arrays]:
+            skipped.append(f"{layer_name} (shapes {[a.shape for a in arrays]} in the file, {shapes} here)")
+            continue
+        for target, array in zip(targets, arrays):
+            target.assign(array)
+        loaded += len(arrays)
+    missing = [layer.name for layer in layers if layer.name not in seen]
+    total = sum(len(layer.weights) for layer in layers)
     report = f"encoder {name}: loaded {loaded}/{total} weight tensors from {path}"
     if not skipped and not missing:
         return report + " (none skipped)"
