@@ -33,6 +33,7 @@ class EncoderFreeze(keras.callbacks.Callback):
         self._frozen = None
 
     def on_train_begin(self, logs=None):
+        self._frozen = None
         if not self.model.optimizer.built:
             set_encoder_trainable(self.model, True)
             self.model.optimizer.build(self.model.trainable_variables)
@@ -47,7 +48,7 @@ class EncoderFreeze(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         set_encoder_trainable(self.model, True)
-        self._frozen = False
+        self.model.train_function = None  # traced for the last state: the next fit traces anew
 
 
 def scale_encoder_learning_rate(model, scale):

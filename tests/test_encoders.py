@@ -197,11 +197,13 @@ def fit(model, epochs, callbacks=(), initial_epoch=0, x=None):
     model.fit(x, y, batch_size=2, epochs=epochs, initial_epoch=initial_epoch, callbacks=list(callbacks), verbose=0)
 
 
-def compiled(encoder=SMALL, learning_rate=1e-2, **train):
+def compiled(learning_rate=1e-2, **train):
+    """A plain tiny U-Net (its contracting path is the encoder, with batch norm): the fine-tuning mechanics are the
+    same for every encoder, and tracing a MobileNet for each fit costs minutes on a loaded CPU."""
     keras.utils.set_random_seed(0)
-    model = get_model("unet", (64, 96, 3), 2, encoder=encoder, **TINY_DECODERS["unet"])
+    model = get_model("unet", (64, 96, 3), 2, depth=2, base_filters=4)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     return model, finetune_callbacks(model, {"freeze_encoder_epochs": 0, "encoder_lr_scale": 1.0, **train})
 
 
@@ -233,15 +235,20 @@ def test_freezing_survives_resume_from_a_backup(tmp_path):
 
 
 def test_encoder_learning_rate_scale_moves_the_encoder_less():
-    deltas = {}
+    def trainable(model):
+        inside = {id(w) for layer in encoder_layers(model) for w in layer.weights}
+        weights = [(id(w) in inside, w.numpy().copy()) for w in model.trainable_weights]
+        return [w for enc, w in weights if enc], [w for enc, w in weights if not enc]
+
+    moved = {}
     for scale in (1.0, 0.1):
         model, callbacks = compiled(encoder_lr_scale=scale)
-        encoder_before, decoder_before = encoder_weights(model), decoder_weights(model)
-        fit(model, 1, callbacks, x=images(batch=2))
-        step = [np.abs(a - b).sum() for a, b in zip(encoder_weights(model), encoder_before)]
-        deltas[scale] = (sum(step), sum(np.abs(a - b).sum() for a, b in zip(decoder_weights(model), decoder_before)))
-    assert deltas[0.1][0] < 0.2 * deltas[1.0][0]
-    np.testing.assert_allclose(deltas[0.1][1], deltas[1.0][1], rtol=0.05)
+        before = trainable(model)
+        fit(model, 1, callbacks, x=images(batch=2))  # one Adam step: each weight moves by about the learning rate
+        moved[scale] = [sum(np.abs(a - b).sum() for a, b in zip(after, start))
+                        for after, start in zip(trainable(model), before)]
+    np.testing.assert_allclose(moved[0.1][0], 0.1 * moved[1.0][0], rtol=0.05)
+    np.testing.assert_allclose(moved[0.1][1], moved[1.0][1], rtol=0.05)
 
 
 def test_finetune_options_are_checked():
