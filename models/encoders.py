@@ -195,9 +195,9 @@ def build_encoder(name, image, weights=None, output_stride=32):
         base = spec.build((*image.shape[1:3], 3))
         report = load_encoder_weights(base, name, weights)
         if output_stride < 32:
-            base = _dilated(base, name, output_stride)
+            base = _dilated(base, output_stride)
         features, mode = _feature_layers(name, base), spec.preprocessing
-    x = ImagenetPreprocessing(mode, name="preprocess")(x) if mode else x
+    x = ImagenetPreprocessing(mode, dtype="float32", name="preprocess")(x) if mode else x
     strides = sorted(features)
     encoder = keras.Model(base.inputs, [features[s] for s in strides], name=ENCODER_LAYER)
     outputs = encoder(x)
@@ -453,7 +453,7 @@ def dilation_changes(base, output_stride):
     return changes
 
 
-def _dilated(base, name, output_stride):
+def _dilated(base, output_stride):
     """A copy of `base` (with its weights) whose strides past `output_stride` are dilations."""
     changes = dilation_changes(base, output_stride)
 

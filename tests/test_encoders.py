@@ -9,9 +9,9 @@ import pytest
 
 from models import encoders
 from models.deeplabv3plus import _mobilenetv2_dilation, _resnet50_dilation
-from models.encoders import (APPLICATIONS_URL, ENCODERS, EncoderWeightsError, dilation_changes, encoder_layers, imagenet_weights_path,
-                             load_encoder_from)
-from models.finetune import EncoderFreeze, check_finetune_options, finetune_callbacks
+from models.encoders import (APPLICATIONS_URL, ENCODERS, EncoderWeightsError, dilation_changes, encoder_layers,
+                             imagenet_weights_path, load_encoder_from)
+from models.finetune import check_finetune_options, finetune_callbacks
 from models.registry import get_model, required_divisor
 
 SMALL = "mobilenetv3_small"
