@@ -8,9 +8,9 @@ it (`model.encoder_from`) on data/nuclei and on ISBI 2012, side by side with the
 The 64 images of data/nuclei are a subset of ../shared/datasets/dsb2018 (named by the first 16 hex digits of the
 DSB2018 file stem): the pretraining set is DSB2018 with those 64 left out (both asserted before training).
 Fine-tuning and from-scratch runs of a target share the config (epochs, schedule, augmentation: the same time
-budget); only `model.encoder_from` (and the --freeze-encoder-epochs / --encoder-lr-scale keys) differ. The model is the DSB2018 recipe's
-U-Net (or --encoder's U-Net) on every dataset; ISBI's grayscale first convolution is reported as skipped when the
-plain U-Net is used. Writes benchmarks/results/transfer.json (scores, validation curves, wall times) and .csv.
+budget); only `model.encoder_from` (and the --freeze-encoder-epochs / --encoder-lr-scale keys) differ. The model
+is the DSB2018 recipe's U-Net (or --encoder's U-Net) on every dataset; ISBI's grayscale first convolution is
+reported as skipped when the plain U-Net is used. Writes benchmarks/results/transfer.json (scores, validation curves, wall times) and .csv.
 Skips cleanly (exit 0) when ../shared/datasets is absent.
 """
 import argparse
