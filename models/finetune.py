@@ -72,6 +72,9 @@ def check_finetune_options(train, model):
         raise ValueError(f"train.freeze_encoder_epochs must be a whole number >= 0: got {epochs!r}")
     if not isinstance(scale, (int, float)) or scale < 0:
         raise ValueError(f"train.encoder_lr_scale must be a number >= 0: got {scale!r}")
+    if epochs and keras.backend.backend() == "jax":
+        raise ValueError("train.freeze_encoder_epochs needs the TensorFlow backend: JAX optimizers must update the "
+                         "variables they were built with (train.encoder_lr_scale works on JAX)")
     if (epochs or scale != 1.0) and not model.get("encoder") and model.get("name") != "unet":
         raise ValueError(f"train.freeze_encoder_epochs and train.encoder_lr_scale need model.encoder (or model.name "
                          f"unet): model {model.get('name')!r} has no encoder")

@@ -316,3 +316,9 @@ def test_int8_tflite_export_of_a_small_encoder_model(tmp_path):
     probabilities = LiteRTModel(tmp_path / "model.tflite").predict_on_batch(calibration)
     assert probabilities.shape == (4, 64, 64, 3)
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=0.05)
+
+
+def test_freezing_is_refused_on_jax(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match="train.freeze_encoder_epochs needs the TensorFlow backend"):
+        check_finetune_options({"freeze_encoder_epochs": 1}, {"name": "unet", "encoder": SMALL})
