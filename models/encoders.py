@@ -275,6 +275,16 @@ def imagenet_weights_path(name):
                                              cache_subdir="models", file_hash=spec.file_hash))
 
 
+def check_encoder_weights(model_config):
+    """Before a run starts: the encoder name exists and its "imagenet" file is cached (or downloaded now)."""
+    encoder, weights = model_config.get("encoder"), model_config.get("encoder_weights")
+    if encoder is None:
+        return
+    spec = encoder_spec(encoder)
+    if weights == "imagenet" and spec.weights_file:
+        imagenet_weights_path(encoder)
+
+
 def load_encoder_weights(base, name, weights):
     """Load `weights` (None, "imagenet" or a file path) into backbone `base`; return the one-line report."""
     if weights is None:

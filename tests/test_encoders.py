@@ -322,3 +322,21 @@ def test_freezing_is_refused_on_jax(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ValueError, match="train.freeze_encoder_epochs needs the TensorFlow backend"):
         check_finetune_options({"freeze_encoder_epochs": 1}, {"name": "unet", "encoder": SMALL})
+
+
+def test_training_offline_without_weights_is_one_line_and_writes_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from train_helpers import REPO
+
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "app.train", "--runs-dir", str(tmp_path / "runs"), "--set", "model.encoder=resnet50",
+         "--set", "model.encoder_weights=imagenet"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in completed.stderr
+    assert errors[0].startswith("error: ImageNet weights for encoder 'resnet50' not found and the machine is offline")
+    assert not (tmp_path / "runs").exists()

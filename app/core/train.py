@@ -23,6 +23,7 @@ from data.masks import IGNORE_INDEX
 from data.pipeline import build_dataset
 from data.scan import mask_encoding, scan
 from models.class_weights import class_weights_from_frequencies
+from models.encoders import check_encoder_weights
 from models.finetune import check_finetune_options, finetune_callbacks
 from models.losses import get_loss
 from models.metrics import segmentation_metrics
@@ -237,6 +238,7 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print):
     `train.batch_size` over the replicas; only the chief process writes the run folder.
     """
     check_finetune_options(config["train"], config["model"])
+    check_encoder_weights(config["model"])
     with replicas(distribute) as setup:
         keras.utils.set_random_seed(config["seed"])
         batch = config["train"]["batch_size"]
