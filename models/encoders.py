@@ -19,6 +19,11 @@ import keras
 import numpy as np
 from keras import ops
 
+try:  # optional; imported here so that saved models with a keras-hub encoder reload (its layers get registered)
+    import keras_hub as _keras_hub
+except ImportError:
+    _keras_hub = None
+
 APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 ENCODER_LAYER = "encoder"
 IMAGENET_MEAN = {"caffe": (103.939, 116.779, 123.68), "torch": (0.485, 0.456, 0.406)}
@@ -157,12 +162,10 @@ def encoder_spec(name):
 
 def keras_hub():
     """The keras_hub module, or a one-line error saying how to install it."""
-    try:
-        import keras_hub as module
-    except ImportError:
+    if _keras_hub is None:
         raise ImportError("keras-hub encoders need keras-hub: pip install --no-deps keras-hub==0.32.0 "
-                          "regex tokenizers (see docs/encoders.md)") from None
-    return module
+                          "regex tokenizers (see docs/encoders.md)")
+    return _keras_hub
 
 
 @dataclasses.dataclass
