@@ -1,4 +1,5 @@
-"""Describe a model: `python -m app.info --model NAME [--input-size H W C] [--num-classes N] [--option KEY=VALUE]`.
+"""Describe a model: `python -m app.info --model NAME [--encoder NAME] [--input-size H W C] [--num-classes N]
+[--option KEY=VALUE]`.
 
 Prints the parameter count, FLOPs per image (2 x the multiply-accumulates of conv and dense layers,
 counted from layer configs and output shapes), the output stride (height and width must be multiples of
@@ -19,6 +20,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", required=True, choices=sorted(MODELS))
     parser.add_argument("--input-size", type=int, nargs=3, default=[256, 256, 3], metavar=("H", "W", "C"))
     parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--encoder", help="pretrained backbone (models.encoders.ENCODERS) under the --model decoder")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="architecture option, e.g. depth=3 or upsampling=bilinear (repeatable)")
     parser.add_argument("--table", action="store_true", help="also print the per-layer receptive-field table")
@@ -45,6 +47,8 @@ def main(argv=None):
     from models.registry import get_model, required_divisor
 
     options = dict(parse_option(text) for text in args.option)
+    if args.encoder:
+        options["encoder"] = args.encoder
     model = get_model(args.model, tuple(args.input_size), args.num_classes, **options)
     flops = count_flops(model)
     height, width, channels = args.input_size

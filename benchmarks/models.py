@@ -2,6 +2,7 @@
 
     python benchmarks/models.py [--size 256] [--num-classes 12] [--batch 4] [--steps 5] [--models unet segnet]
     python benchmarks/models.py --quick      # tiny widths at 64x64, one step: checks that the script works
+    python benchmarks/models.py --models --encoders resnet50 mobilenetv3_small   # one U-Net row per encoder
 
 The backend is fixed per process, so each backend runs in its own subprocess with KERAS_BACKEND set.
 Throughput is the median over timed steps after one warm-up step (which traces/compiles); FLOPs are
@@ -30,7 +31,12 @@ QUICK_OPTIONS = {
     "deeplabv3plus": {"base_filters": 4, "filters": 8, "low_level_filters": 4},
     "ternausnet": {"base_filters": 4},
     "baseline": {"num_layers": 2, "filters": 4},
+    "fpn": {"encoder": "mobilenetv3_small", "pyramid_filters": 8, "segmentation_filters": 4},
+    "segformer": {"encoder": "mobilenetv3_small", "embed_dim": 8},
 }
+ENCODER_DECODER = "unet"
+"""Decoder of the per-encoder rows (`--encoders`), labelled unet+<encoder>."""
+QUICK_ENCODER_OPTIONS = {"decoder_filters": (8, 8, 4, 4, 4)}
 
 
 def images_per_second(step, batch, steps):
@@ -46,7 +52,7 @@ def images_per_second(step, batch, steps):
     return batch / float(np.median(durations))
 
 
-def measure(name, options, size, num_classes, batch, steps):
+def measure(name, options, size, num_classes, batch, steps, label=None):
     """Parameters, FLOPs per image and train / inference images/s of one model on the current backend."""
     import keras
     import numpy as np
@@ -60,7 +66,7 @@ def measure(name, options, size, num_classes, batch, steps):
     images = rng.random((batch, size, size, 3), dtype="float32")
     masks = rng.integers(0, num_classes, (batch, size, size)).astype("int32")
     result = {
-        "model": name,
+        "model": label or name,
         "params": model.count_params(),
         "gflops": count_flops(model) / 1e9,
         "train_img_s": images_per_second(lambda: model.train_on_batch(images, masks), batch, steps),
@@ -80,6 +86,14 @@ def worker(args):
             result = measure(name, options, args.size, args.num_classes, args.batch, args.steps)
         except Exception as err:  # one failing model must not hide the others' numbers
             result = {"model": name, "error": f"{type(err).__name__}: {err}"}
+        print(json.dumps({"backend": keras.backend.backend(), **result}), flush=True)
+    for encoder in args.encoders:
+        label = f"{ENCODER_DECODER}+{encoder}"
+        options = {"encoder": encoder, **(QUICK_ENCODER_OPTIONS if args.quick else {})}
+        try:
+            result = measure(ENCODER_DECODER, options, args.size, args.num_classes, args.batch, args.steps, label)
+        except Exception as err:  # one failing encoder must not hide the others' numbers
+            result = {"model": label, "error": f"{type(err).__name__}: {err}"}
         print(json.dumps({"backend": keras.backend.backend(), **result}), flush=True)
 
 
@@ -108,6 +122,7 @@ def table(results):
 
 
 def main(argv=None):
+    from models.encoders import ENCODERS
     from models.registry import MODELS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +130,9 @@ def main(argv=None):
     parser.add_argument("--num-classes", type=int, default=12)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--encoders", nargs="*", default=list(ENCODERS), choices=list(ENCODERS),
+                        help="one unet+<encoder> row each (default: every encoder; none: --encoders)")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--quick", action="store_true", help="tiny widths, 64x64, batch 1, one timed step")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -126,7 +143,8 @@ def main(argv=None):
         return worker(args)
 
     forwarded = ["--size", str(args.size), "--num-classes", str(args.num_classes), "--batch", str(args.batch),
-                 "--steps", str(args.steps), "--models", *args.models] + (["--quick"] if args.quick else [])
+                 "--steps", str(args.steps), "--models", *args.models, "--encoders", *args.encoders]
+    forwarded += ["--quick"] if args.quick else []
     results = [row for backend in args.backends for row in run_backend(backend, forwarded)]
     if not results:
         return 1

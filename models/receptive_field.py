@@ -6,7 +6,8 @@ of the first unit's RF centre (pixel centres at 0.5, 1.5, ...). A layer with ker
 dilation d (effective kernel k' = d (k - 1) + 1) and left padding p maps them to
 r + (k' - 1) j, j s, start + ((k' - 1) / 2 - p) j. A transposed convolution divides the jump by s
 and adds (ceil(k' / s) - 1) j, the most input units one output reads. Branches merge by keeping
-the input with the largest receptive field. The arithmetic follows the height axis (square kernels).
+the input with the largest receptive field (on the finest input's grid). The arithmetic follows the height
+axis (square kernels).
 """
 import math
 
@@ -126,8 +127,10 @@ def _layer_field(layer, node, inputs):
     in_size = node.input_tensors[0].shape[1] if len(node.input_tensors[0].shape) == 4 else None
     out_shape = node.outputs[0].shape
     kernel, stride, dilation = 1, 1, 1
-    field = max(inputs, key=lambda item: item.size)
-    size, jump, start = field.size, field.jump, field.start
+    # Merges keep the largest receptive field, on the grid of the finest input (a broadcast global-pooling
+    # branch, e.g. squeeze-and-excitation, has no grid of its own).
+    field, grid = max(inputs, key=lambda item: item.size), min(inputs, key=lambda item: item.jump)
+    size, jump, start = field.size, grid.jump, grid.start
 
     if isinstance(layer, keras.layers.Conv2DTranspose):
         kernel, stride, dilation = config["kernel_size"][0], config["strides"][0], config["dilation_rate"][0]

@@ -3,7 +3,9 @@ import inspect
 
 from models.baseline import baseline_divisor, build_baseline
 from models.blocks import load_pretrained
+from models.decoders import DECODERS, build_fpn, build_segformer, encoder_model_divisor
 from models.deeplabv3plus import build_deeplabv3plus, deeplabv3plus_divisor
+from models.encoders import load_encoder_from
 from models.fcn import build_fcn8s, build_fcn16s, build_fcn32s, fcn_divisor
 from models.segnet import build_segnet, segnet_divisor
 from models.ternausnet import build_ternausnet, ternausnet_divisor
@@ -18,7 +20,10 @@ MODELS = {
     "deeplabv3plus": build_deeplabv3plus,
     "ternausnet": build_ternausnet,
     "baseline": build_baseline,
+    "fpn": build_fpn,
+    "segformer": build_segformer,
 }
+"""Model families. Those in `models.decoders.DECODERS` also take `encoder=` (a pretrained backbone)."""
 
 _DIVISORS = {
     "unet": unet_divisor,
@@ -29,6 +34,8 @@ _DIVISORS = {
     "deeplabv3plus": deeplabv3plus_divisor,
     "ternausnet": ternausnet_divisor,
     "baseline": baseline_divisor,
+    "fpn": encoder_model_divisor,
+    "segformer": encoder_model_divisor,
 }
 
 
@@ -41,18 +48,26 @@ def get_model(name, input_shape, num_classes, weights_path=None, **options):
         num_classes: int. Number of output channels.
         weights_path: str. Local pretrained weights, loaded by layer name (`.h5`) or topology
             (`.weights.h5`), skipping mismatched layers. Defaults to None (random initialisation).
-        **options: architecture options, see the builder in `MODELS[name]`.
+        **options: architecture options, see the builder in `MODELS[name]`. `encoder` (see
+            `models.encoders.ENCODERS`) builds a decoder of `models.decoders.DECODERS` on that backbone;
+            `encoder_from` (a run folder) initialises the encoder (or a plain U-Net's contracting path) from
+            that run's model.keras. The one-line weight report is `model.encoder_report`.
 
     Example:
     >>> model = get_model("unet", (64, 64, 3), num_classes=2, depth=2, base_filters=4)
     >>> model.output_shape
     (None, 64, 64, 2)
     """
-    builder = _builder(name)
+    _drop_unset(options)
+    builder = _builder(name, options)
+    encoder_from = None if "encoder_from" in inspect.signature(builder).parameters else options.pop(
+        "encoder_from", None)
     _check_options(name, builder, options)
     model = builder(tuple(input_shape), num_classes, **options)
     if weights_path is not None:
         load_pretrained(model, weights_path)
+    if encoder_from:
+        model.encoder_report = load_encoder_from(model, encoder_from)
     return model
 
 
@@ -65,15 +80,35 @@ def required_divisor(name, **options):
         name: str. A key of `MODELS`.
         **options: the architecture options the model is (or will be) built with.
     """
-    builder = _builder(name)
-    options.pop("weights_path", None)
+    _drop_unset(options)
+    builder = _builder(name, options)
+    for key in ("weights_path", "encoder_weights", "encoder_from"):
+        options.pop(key, None)
     _check_options(name, builder, options)
     divisor = _DIVISORS[name.lower()]
+    if builder in DECODERS.values():
+        divisor = encoder_model_divisor
+        defaults = {key: p.default for key, p in inspect.signature(builder).parameters.items()}
+        options = {"output_stride": defaults.get("output_stride", 32), "encoder": defaults["encoder"], **options}
     accepted = inspect.signature(divisor).parameters
     return divisor(**{key: value for key, value in options.items() if key in accepted})
 
 
-def _builder(name):
+def _drop_unset(options):
+    """Remove encoder keys set to None (a config's `encoder: null` means a plain model)."""
+    for key in ("encoder", "encoder_weights", "encoder_from"):
+        if key in options and options[key] is None:
+            del options[key]
+
+
+def _builder(name, options):
+    """The builder of `name`; with `options["encoder"]` set, the decoder of that name (`encoder` stays in options)."""
+    if options.get("encoder") is not None:
+        try:
+            return DECODERS[name.lower()]
+        except KeyError:
+            raise KeyError(f"model {name!r} takes no encoder; decoders for model.encoder are: "
+                           f"{', '.join(DECODERS)}") from None
     try:
         return MODELS[name.lower()]
     except KeyError:

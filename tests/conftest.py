@@ -5,6 +5,7 @@ import pathlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("SEGKIT_OFFLINE", "1")  # no test may reach the network, not even to probe it
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"

@@ -133,7 +133,9 @@ def test_unconvertible_layer_is_named(tmp_path):
 TINY = {"unet": dict(depth=2, base_filters=4), "fcn8s": dict(base_filters=4, fc_filters=8),
         "fcn16s": dict(base_filters=4, fc_filters=8), "fcn32s": dict(base_filters=4, fc_filters=8),
         "segnet": dict(depth=2, base_filters=4), "deeplabv3plus": dict(base_filters=4, filters=8, low_level_filters=4),
-        "ternausnet": dict(base_filters=4), "baseline": dict(num_layers=2, filters=4)}
+        "ternausnet": dict(base_filters=4), "baseline": dict(num_layers=2, filters=4),
+        "fpn": dict(encoder="mobilenetv3_small", pyramid_filters=8, segmentation_filters=4),
+        "segformer": dict(encoder="mobilenetv3_small", embed_dim=8)}
 MOBILENET = dict(backbone="mobilenetv2", filters=8, low_level_filters=4)
 
 

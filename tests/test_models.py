@@ -19,6 +19,8 @@ TINY = {
     "deeplabv3plus": {"base_filters": 4, "filters": 8, "low_level_filters": 4},
     "ternausnet": {"base_filters": 4},
     "baseline": {"num_layers": 2, "filters": 4},
+    "fpn": {"encoder": "mobilenetv3_small", "pyramid_filters": 8, "segmentation_filters": 4},
+    "segformer": {"encoder": "mobilenetv3_small", "embed_dim": 8},
 }
 
 

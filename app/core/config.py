@@ -60,6 +60,8 @@ DEFAULTS = {
         "steps_per_execution": 1,
         "verbose": "auto",
         "checkpoint_every_minutes": 30,
+        "freeze_encoder_epochs": 0,
+        "encoder_lr_scale": 1.0,
     },
 }
 OPEN_SECTIONS = ("model", "loss")
@@ -111,10 +113,12 @@ def _yaml_problem(err):
 
 
 def _apply(config, update):
-    """Merge `update` into `config`; choosing another model drops the default model's options."""
+    """Merge `update` into `config`; choosing another model (or an encoder) drops the default model's options."""
     model = update.get("model")
     if isinstance(model, dict) and model.get("name") not in (None, config["model"].get("name")):
         config["model"] = {}
+    elif isinstance(model, dict) and model.get("encoder") and config["model"] == DEFAULTS["model"]:
+        config["model"] = {"name": config["model"]["name"]}
     _merge(config, update)
 
 

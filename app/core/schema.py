@@ -265,6 +265,8 @@ RULES = {
     "train.verbose": choice("auto", "epoch"),
     "train.checkpoint_every_minutes": optional(number(above=0)),
     "train.time_budget": optional(duration),
+    "train.freeze_encoder_epochs": integer(minimum=0),
+    "train.encoder_lr_scale": number(minimum=0, maximum=1),
 }
 """Rule of each key; keys of DEFAULTS without one pass unchecked (see the module docstring)."""
 

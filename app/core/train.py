@@ -34,6 +34,8 @@ from data.multilabel import MULTILABEL, is_multilabel
 from data.pipeline import build_dataset
 from data.scan import mask_encoding, scan
 from models.class_weights import class_weights_from_frequencies
+from models.encoders import check_encoder_weights
+from models.finetune import check_finetune_options, finetune_callbacks
 from models.losses import get_loss
 from models.metrics import segmentation_metrics
 from models.registry import get_model, required_divisor
@@ -263,6 +265,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
     `train.batch_size` over the replicas; only the chief process writes the run folder. `train.time_budget`
     sets the epochs (see `app.core.budget`), counting from `started` (a `time.monotonic()`; default: now).
     """
+    check_finetune_options(config["train"], config["model"])
+    check_encoder_weights(config["model"])
     started = time.monotonic() if started is None else started
     with replicas(distribute) as setup:
         keras.utils.set_random_seed(config["seed"])
@@ -359,6 +363,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
     log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
+    if getattr(model, "encoder_report", None):
+        log(model.encoder_report)
     train = config["train"]
     monitor = train["monitor"] if prepared.val is not None else train["monitor"].removeprefix("val_")
     initial_epoch, history = (0, {}) if resume_dir is None else _resume_state(resume_dir, monitor,
@@ -369,7 +375,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
             + (f" (mid-epoch backup after batch {mid_epoch}: epoch {initial_epoch + 1} starts again from its "
                "first batch with those weights)" if mid_epoch else ""))
     checkpoint = out_dir / "model.keras"
-    callbacks = fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch, history)
+    callbacks = finetune_callbacks(model, train) + fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch,
+                                                                  history)
     if prepared.budget is not None:
         callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, log))
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
