@@ -15,15 +15,14 @@ no TTA). The table (dataset, budget, plan summary, scores of both arms, wall tim
 <out>.json / <out>.csv (default benchmarks/results/autoplan).
 """
 import argparse
-import datetime
-import json
 import pathlib
-import platform
 import subprocess
 import sys
 import time
 
 import yaml
+
+from benchmarks.tables import write_runs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -133,13 +132,7 @@ def main(argv=None):
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for row in rows:
         print(f"{row['dataset']} auto plan: {row['auto_plan']}\n{row['dataset']} hand recipe: {row['hand_plan']}")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"python": platform.python_version(), "platform": platform.platform(),
-               "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    out.with_suffix(".json").write_text(json.dumps({"machine": machine, "runs": rows}, indent=2))
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    print(f"written: {out.with_suffix('.json')}, {out.with_suffix('.csv')}")
+    write_runs(args.out, rows)
     return 0
 
 

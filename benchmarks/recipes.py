@@ -10,11 +10,10 @@ epochs, precision and parameters. Prints a table and writes benchmarks/results/r
 evaluation's report folder goes to <run>/report-val[-tta]/.
 """
 import argparse
-import datetime
-import json
 import pathlib
-import platform
 import sys
+
+from benchmarks.tables import write_runs
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 RECIPES = ("camvid-unet", "isbi2012-unet", "dsb2018-unet")
@@ -109,13 +108,7 @@ def main(argv=None):
     shown = ["recipe", "epochs", "fit_minutes", "train_images_per_s", "miou", "miou_tta", "pixel_error",
              "pixel_error_tta", "foreground_dice", "foreground_dice_tta"]
     print(table[[c for c in shown if c in table]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"python": platform.python_version(), "platform": platform.platform(),
-               "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    out.with_suffix(".json").write_text(json.dumps({"machine": machine, "runs": rows}, indent=2))
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    print(f"written: {out.with_suffix('.json')}, {out.with_suffix('.csv')}")
+    write_runs(args.out, rows)
     return 0
 
 

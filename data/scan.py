@@ -8,7 +8,7 @@ import pandas as pd
 from data import normalization
 from data.discovery import DatasetError
 from data.fingerprint import image_statistics
-from data.images import match_channels, read_raw_image
+from data.images import match_channels, read_raw_image, to_unit_float
 from data.mask_detection import detect_encoding
 from data.masks import ReadError
 from data.multilabel import (MULTILABEL, empty_class_problems, is_class_folder_mask, is_multilabel,
@@ -70,7 +70,7 @@ def _check_row(position, row, encoding, channels, sample_pixels, statistics=Fals
                         f"{row.image} is {image.shape[1]}x{image.shape[0]} (WxH){turned}")
     counts = pixel_counts(labels)
     if statistics and not problems and labels.ndim == 2:
-        record["stats"] = image_statistics(image, labels, encoding.num_classes)
+        record["stats"] = image_statistics(to_unit_float(image), labels, encoding.num_classes)
     return record, counts, problems, sample
 
 

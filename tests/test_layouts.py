@@ -289,6 +289,7 @@ def test_check_data_prints_the_detection_line(tmp_path):
     assert detection_line(check.source, check.encoding) == summary_text(check, config).splitlines()[0]
 
 
+@pytest.mark.slow
 def test_train_one_epoch_on_a_voc_set_logs_the_detection_line(tmp_path):
     data = write_voc(tmp_path / "voc", masks="SegmentationClassRaw", palette=False)
     command = [sys.executable, "-m", "app.train", "--data", str(data), "--epochs", "1", "--runs-dir",

@@ -146,7 +146,7 @@ def test_16_bit_masks_with_class_values(tmp_path, suffix):
 
 def test_0_1_masks_are_binary_and_one_class_is_refused(tmp_path, capsys):
     masks = [_blocks([0, 1]), _blocks([1, 0])]
-    root = _dataset(tmp_path, masks)
+    root = _dataset(tmp_path / "data", masks)
     assert check_data(["--data", str(root), "--mask", "binary", "--out", str(tmp_path / "out")]) == 0
     assert "binary masks, 2 classes (data.mask: binary; values 0/1: binary, threshold 0)" in capsys.readouterr().out
     pixels = pd.read_csv(tmp_path / "out" / "class_pixels.csv").groupby("class")["pixels"].sum()

@@ -82,6 +82,7 @@ def test_concepts_notebook(notebook_out, monkeypatch):
     assert image_count(notebook) >= 9
 
 
+@pytest.mark.slow
 def test_training_notebook(notebook_out, monkeypatch):
     notebook = execute("02_training.ipynb", notebook_out, monkeypatch)
     text = printed(notebook)

@@ -317,6 +317,7 @@ def test_predict_refuses_models_that_are_not_segmentation_models(tmp_path, image
 
 # Quiet by default, readable progress, splits named ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_no_tensorflow_log_lines_unless_verbose(tmp_path):
     command = [sys.executable, "-m", "app.info", "--model", "unet", "--input-size", "32", "32", "1",
                "--option", "depth=2", "--option", "base_filters=4"]
@@ -338,6 +339,7 @@ def test_native_info_lines_are_held_back(capfd, monkeypatch):
     assert capfd.readouterr().err == "E0000 a real problem\n"
 
 
+@pytest.mark.slow
 def test_progress_line_names_splits_and_leaves_per_class_scores_out(tmp_path, capsys):
     assert train_main(["--epochs", "1", "--runs-dir", str(tmp_path), *TINY]) == 0
     out = capsys.readouterr().out

@@ -76,6 +76,7 @@ def test_bad_config_values_are_one_line_errors(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_flags", [
     ["--model", "deeplabv3plus", "--set", "model.base_filters=4", "--set", "model.filters=8",
      "--set", "model.low_level_filters=4"],
