@@ -343,3 +343,20 @@ def test_predict_skips_hidden_files_in_a_folder(tmp_path):
     (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07")
     (tmp_path / ".DS_Store").write_bytes(b"\x00")
     assert image_files([tmp_path]) == [tmp_path / "a.png"]
+
+
+def test_segnet_class_dict_names_classes_and_its_void_row(tmp_path):
+    for split in ("train", "val"):
+        for i in range(3):
+            write_rgb(tmp_path / split / f"{split}{i}.png")
+            labels = np.full((64, 64), 3, np.uint8)  # the Void row of class_dict.csv
+            labels[10:40, 10:40] = i % 3
+            write_labels(tmp_path / f"{split}annot" / f"{split}{i}.png", labels)
+    (tmp_path / "class_dict.csv").write_text("name,r,g,b\nSky,128,128,128\nRoad,128,64,128\nCar,64,0,128\n"
+                                             "Void,0,0,0\n")
+    config = load_config(None, [{"data": {"path": str(tmp_path)}}])
+    check = check_dataset(config)
+    assert check.problems == []
+    assert (check.encoding.kind, check.encoding.num_classes, check.encoding.void) == ("index", 3, 3)
+    assert check.scan.class_table("train").index.tolist() == ["Sky", "Road", "Car"]
+    assert f"class names and colours from {tmp_path / 'class_dict.csv'}; row 3 (Void) is void" in check.source.notes

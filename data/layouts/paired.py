@@ -94,6 +94,7 @@ def load(root, options, problems):
         image_dir = _folder(root, options.images_dir, IMAGE_DIR_NAMES, "images_dir", [])
         folders = [f"{image_dir.name}/{f.name}/" for f in split_dirs(image_dir).values()] if image_dir else []
         split_source = " + ".join(folders) + " folders" if any(r["split"] for r in rows) else ""
-    palette, palette_note = root_palette(root)
+    palette, void, names, palette_note = root_palette(root)
     return DatasetSource(frame=make_frame(rows), layout="paired", reason=reason, split_source=split_source,
-                         palette=palette, notes=notes + palette_note)
+                         palette=palette, void=void, class_names=names,
+                         notes=notes + palette_note)

@@ -32,7 +32,8 @@ def load(root, options, problems):
         found, suffixes = pair_folders(folder, annotations, options, problems, notes)
         rows += [dict(r, split=split) for r in found]
         described.append(f"{folder.name}/ + {annotations.name}/" + (f" ({suffixes})" if suffixes else ""))
-    palette, palette_note = root_palette(root)
+    palette, void, names, palette_note = root_palette(root)
     return DatasetSource(frame=make_frame(rows), layout="segnet", reason=", ".join(described),
                          split_source=" + ".join(d.split(" ")[0] for d in described) + " folders",
-                         palette=palette, notes=notes + palette_note)
+                         palette=palette, void=void, class_names=names,
+                         notes=notes + palette_note)
