@@ -7,12 +7,11 @@ import pandas as pd
 from app.core.config import ConfigError, model_options
 from app.core.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
 from app.core.plots import plot_class_shares
-from app.core.train import check_size, class_names_for, resolve_normalization
+from app.core.train import check_size, resolve_normalization, scan_dataset
 from data.discovery import DatasetError
-from data.layouts import dataset_source, detection_line
+from data.layouts import detection_line
 from data.masks import ReadError
 from data.normalization import NormalizationError
-from data.scan import mask_encoding, scan
 from models.registry import required_divisor
 
 
@@ -26,20 +25,6 @@ class DataCheck:
     problems: list
     source: object = None
     normalization: object = None
-
-
-def scan_dataset(config, runs_dir=None):
-    """(source, encoding, class names, ScanResult) exactly as `app.core.train.prepare_data` reads the data.
-
-    Raises:
-        DatasetError: discovery problems (missing folders, unmatched files, bad CSV rows).
-        ReadError: a mask encoding that cannot be inferred.
-    """
-    data = config["data"]
-    source = dataset_source(config, runs_dir)
-    encoding = mask_encoding(data, source.frame, facts=source)
-    names = class_names_for(config, encoding, source)
-    return source, encoding, names, scan(source.frame, encoding, data["channels"], names)
 
 
 def check_dataset(config, runs_dir=None):

@@ -82,6 +82,20 @@ def check_size(size, divisor, model_name):
                           f"nearest valid sizes: {', '.join(map(str, nearest))}")
 
 
+def scan_dataset(config, runs_dir=None):
+    """(source, encoding, class names, ScanResult): the dataset read once, as training and check_data read it.
+
+    Raises:
+        DatasetError: discovery problems (missing folders, unmatched files, bad CSV rows).
+        ReadError: a mask encoding that cannot be inferred.
+    """
+    data = config["data"]
+    source = dataset_source(config, runs_dir)
+    encoding = mask_encoding(data, source.frame, facts=source)
+    names = class_names_for(config, encoding, source)
+    return source, encoding, names, scan(source.frame, encoding, data["channels"], names)
+
+
 def prepare_data(config, divisor=None, runs_dir=None):
     """Discover, scan and wrap the dataset in tf.data pipelines (COCO/LabelMe caches go under `runs_dir`).
 
@@ -89,11 +103,8 @@ def prepare_data(config, divisor=None, runs_dir=None):
         DatasetError: every problem the scan found, one line per file.
     """
     data = config["data"]
-    source = dataset_source(config, runs_dir)
+    source, encoding, names, result = scan_dataset(config, runs_dir)
     frame = source.frame
-    encoding = mask_encoding(data, frame, facts=source)
-    names = class_names_for(config, encoding, source)
-    result = scan(frame, encoding, data["channels"], names)
     if result.problems:
         raise DatasetError(result.problems)
     train_rows = frame[frame["split"] == "train"]
