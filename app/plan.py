@@ -61,7 +61,7 @@ def main(argv=None):
     from app.core.outputs import write_text
     from app.core.plan import planned_config
 
-    config, plan, fingerprint = planned_config(args.config, overrides_from(args))
+    config, plan, fingerprint, _ = planned_config(args.config, overrides_from(args))
     print(f"fingerprint of {config['data']['path']}:")
     print(yaml.safe_dump(fingerprint.to_dict(), sort_keys=False, width=110).rstrip())
     print("\nplan:")

@@ -100,13 +100,14 @@ def main(argv=None):
     if args.plan or (args.data and not args.config):
         from app.core.plan import planned_config
 
-        config, plan, _ = planned_config(config_path, overrides_from(args))
+        config, plan, _, scanned = planned_config(config_path, overrides_from(args), runs_dir=args.runs_dir)
         print(f"plan: {plan.summary()}; flags and config keys win over it (python -m app.plan --data "
               f"{args.data or config['data']['path']} "
               "explains each choice)")
     else:
-        config = load_config(config_path, overrides_from(args))
-    train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute, started=started)
+        config, scanned = load_config(config_path, overrides_from(args)), None
+    train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute, started=started,
+          scanned=scanned)
     return 0
 
 

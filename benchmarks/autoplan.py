@@ -15,6 +15,7 @@ no TTA). The table (dataset, budget, plan summary, scores of both arms, wall tim
 <out>.json / <out>.csv (default benchmarks/results/autoplan).
 """
 import argparse
+import json
 import pathlib
 import subprocess
 import sys
@@ -111,6 +112,14 @@ def benchmark(name, budget, runs_dir, log=print):
     return row
 
 
+def earlier_rows(out, datasets):
+    """Rows of `<out>.json` for datasets not run this time, so datasets can be benchmarked one call at a time."""
+    path = pathlib.Path(out).with_suffix(".json")
+    if not path.is_file():
+        return []
+    return [row for row in json.loads(path.read_text())["runs"] if row["dataset"] not in datasets]
+
+
 def main(argv=None):
     args = parse_args(argv)
     import pandas as pd
@@ -118,12 +127,13 @@ def main(argv=None):
     from app.core.budget import parse_duration
 
     parse_duration(args.time_budget, "--time-budget")
-    rows = []
+    rows = earlier_rows(args.out, args.datasets)
     for name in args.datasets:
         if not DATASETS[name].is_dir():
             print(f"{name}: {DATASETS[name]} is absent, skipped")
             continue
         rows.append(benchmark(name, args.time_budget, args.runs_dir))
+        write_runs(args.out, rows)  # a dataset's row is kept even if a later one fails
     if not rows:
         raise SystemExit("no dataset found")
     table = pd.DataFrame(rows)
@@ -132,7 +142,6 @@ def main(argv=None):
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for row in rows:
         print(f"{row['dataset']} auto plan: {row['auto_plan']}\n{row['dataset']} hand recipe: {row['hand_plan']}")
-    write_runs(args.out, rows)
     return 0
 
 

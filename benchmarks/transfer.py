@@ -3,6 +3,7 @@ it (`model.encoder_from`) on data/nuclei and on ISBI 2012, side by side with the
 
     python -m benchmarks.transfer                           # recipes' settings (hours on 2 CPU cores)
     python -m benchmarks.transfer --epochs 10 --pretrain-epochs 5 --encoder mobilenetv3_small
+    python -m benchmarks.transfer --pretrain-budget 12m --time-budget 5m --base-filters 16   # wall-clock budgets
     python -m benchmarks.transfer --quick                   # tiny widths, 64x64, 1 epoch: checks the script works
 
 The 64 images of data/nuclei are a subset of ../shared/datasets/dsb2018 (named by the first 16 hex digits of the
@@ -34,8 +35,11 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrain-epochs", type=int, help="default: the DSB2018 recipe's")
     parser.add_argument("--epochs", type=int, help="fine-tuning and from-scratch epochs (default: each recipe's)")
+    parser.add_argument("--pretrain-budget", help="pretraining time budget (train.time_budget: 90s, 10m, 1h)")
+    parser.add_argument("--time-budget", help="time budget of each fine-tuning and from-scratch run")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"))
     parser.add_argument("--encoder", help="an encoder of models.encoders (default: the recipe's plain U-Net)")
+    parser.add_argument("--base-filters", type=int, help="the plain U-Net's width (default: the recipe's 32)")
     parser.add_argument("--freeze-encoder-epochs", type=int, default=0)
     parser.add_argument("--encoder-lr-scale", type=float, default=1.0)
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
@@ -43,6 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--runs-dir", default="runs/transfer")
     parser.add_argument("--out", default=str(RESULTS / "transfer"), help="JSON/CSV path without suffix")
     parser.add_argument("--quick", action="store_true", help="tiny U-Net, 64x64, 1 epoch, 32 pretraining images")
+    parser.add_argument("--plot-only", action="store_true", help="redraw <out>.png from <out>.json, train nothing")
     return parser.parse_args(argv)
 
 
@@ -79,10 +84,11 @@ def model_overrides(args):
         return {"name": "unet", "encoder": args.encoder}
     import yaml
 
-    return yaml.safe_load((REPO / "configs" / "dsb2018.yaml").read_text())["model"]
+    model = yaml.safe_load((REPO / "configs" / "dsb2018.yaml").read_text())["model"]
+    return {**model, "base_filters": args.base_filters} if args.base_filters else model
 
 
-def config_for(path, args, epochs, **updates):
+def config_for(path, args, epochs, budget=None, **updates):
     from app.core.config import load_config
 
     overrides = [{"train": {"verbose": "epoch"}}, *({key: value} for key, value in updates.items())]
@@ -91,6 +97,8 @@ def config_for(path, args, epochs, **updates):
         overrides.append({"model": model})
     if epochs:
         overrides.append({"train": {"epochs": epochs}})
+    if budget:
+        overrides.append({"train": {"time_budget": budget}})
     if args.image_size or args.quick:
         overrides.append({"data": {"image_size": list(args.image_size or (64, 64))}})
     if args.quick:
@@ -120,6 +128,9 @@ def summary(label, target, run_dir, seconds):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(pathlib.Path(args.out).with_suffix(".json").read_text())["results"], args.out)
+        return 0
     if not (SHARED / "dsb2018").is_dir():
         print(f"skipped: {SHARED / 'dsb2018'} is absent (this benchmark needs the shared DSB2018 dataset)")
         return 0
@@ -134,7 +145,8 @@ def main(argv=None):
         subset = pathlib.Path(scratch) / "dsb2018-without-nuclei"
         count = pretraining_subset(SHARED / "dsb2018", subset, leave_out, args.limit)
         print(f"pretraining set: {count} DSB2018 images, the {len(leave_out)} embedded ones left out")
-        config = config_for(REPO / "configs" / "dsb2018.yaml", args, args.pretrain_epochs, name="transfer-pretrain",
+        config = config_for(REPO / "configs" / "dsb2018.yaml", args, args.pretrain_epochs, args.pretrain_budget,
+                            name="transfer-pretrain",
                             data={"path": str(subset)})
         pretrained, seconds = run(config, args.runs_dir, "pretrain")
         rows.append(summary("scratch", "dsb2018-without-nuclei", pretrained, seconds))
@@ -144,7 +156,8 @@ def main(argv=None):
             continue
         for label, extra in (("scratch", {}), ("dsb2018", {"model": {"encoder_from": str(pretrained)},
                                                           "train": finetune})):
-            config = config_for(TARGETS[target], args, args.epochs, name=f"transfer-{target}-{label}")
+            config = config_for(TARGETS[target], args, args.epochs, args.time_budget,
+                                name=f"transfer-{target}-{label}")
             for key, value in extra.items():
                 config[key].update(value)
             run_dir, seconds = run(config, args.runs_dir, f"{target}/{label}")
@@ -163,7 +176,30 @@ def write(rows, args):
     settings = {key: value for key, value in vars(args).items() if key not in ("out",)}
     out.with_suffix(".json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
     frame.to_csv(out.with_suffix(".csv"), index=False)
-    print(f"wrote {out}.json and {out}.csv")
+    plot(rows, out)
+    print(f"wrote {out}.json, {out}.csv and {out}.png")
+
+
+def plot(rows, out):
+    """<out>.png: validation mIoU per epoch, from scratch against fine-tuned from DSB2018, one panel per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = [target for target in dict.fromkeys(row["target"] for row in rows) if target in TARGETS]
+    figure, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 3.6), squeeze=False)
+    for axis, target in zip(axes[0], targets):
+        for row in (row for row in rows if row["target"] == target):
+            start = "from scratch" if row["start"] == "scratch" else "from the DSB2018 run"
+            label = f"{start}: mIoU {row['miou']:.3f}, {row['seconds'] / 60:.1f} min"
+            axis.plot(range(1, len(row["val_miou_curve"]) + 1), row["val_miou_curve"], marker=".", label=label)
+        axis.set(title=target, xlabel="epoch", ylabel="validation mIoU")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(pathlib.Path(out).with_suffix(".png"), dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def iter_nodes(model):
 
 
 def _call_nodes(model):
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        yield from (node for node in model._nodes_by_depth[depth] if not node.is_input)
+    graph = model._functional if isinstance(model, keras.Sequential) else model  # a built Sequential's graph
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        yield from (node for node in graph._nodes_by_depth[depth] if not node.is_input)
 
 
 def receptive_field_table(model):

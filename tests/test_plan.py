@@ -8,6 +8,7 @@ import yaml
 
 from app.core.plan import (Resources, gravity_aligned, make_plan, plan_batch, plan_crop, plan_depth, plan_loss,
                            planned_config, unet_receptive_field, working_scale)
+from app.core.train import scan_dataset
 from app.plan import main as plan_main
 from data.fingerprint import Fingerprint, ObjectStats, components
 
@@ -66,7 +67,7 @@ def test_fingerprint_of_real_files(tmp_path):
         image[..., 2] = 200
         cv2.imwrite(str(root / "images" / f"{index}.png"), image)
         cv2.imwrite(str(root / "masks" / f"{index}.png"), mask)
-    config, _, fp = planned_config(overrides=[{"data": {"path": str(root), "mask": "index", "val_fraction": 0.25}}],
+    config, _, fp, _ = planned_config(overrides=[{"data": {"path": str(root), "mask": "index", "val_fraction": 0.25}}],
                                    resources=CPU)
     assert fp.images_per_split == {"train": 3, "val": 1} and fp.median_size == (48, 64)
     assert fp.intensity_mean == pytest.approx([200 / 255, 60 / 255, 60 / 255], abs=1e-6)  # RGB order
@@ -78,6 +79,24 @@ def test_fingerprint_of_real_files(tmp_path):
     assert fp.total_pixels == 4 * 48 * 64
     assert yaml.safe_load(yaml.safe_dump(fp.to_dict()))["objects"]["class_2"]["count"] == 3
     assert config["augment"]["vflip"] == 0.0  # class 1 on top, class 2 at the bottom: gravity-aligned
+
+
+def test_plan_reads_the_data_as_training_does_and_training_reuses_its_scan(tmp_path):
+    for split in ("train", "val"):  # a SegNet-style set whose class_dict.csv names the classes and the void row
+        for index in range(3):
+            labels = np.full((48, 64), 3, np.uint8)
+            labels[8:40, 8:40] = index
+            (tmp_path / f"{split}annot").mkdir(exist_ok=True)
+            (tmp_path / split).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / split / f"{split}{index}.png"), np.full((48, 64, 3), 90, np.uint8))
+            cv2.imwrite(str(tmp_path / f"{split}annot" / f"{split}{index}.png"), labels)
+    (tmp_path / "class_dict.csv").write_text("name,r,g,b\nSky,128,128,128\nRoad,128,64,128\nCar,64,0,128\n"
+                                             "Void,0,0,0\n")
+    config, _, fp, scanned = planned_config(overrides=[{"data": {"path": str(tmp_path)}}], resources=CPU)
+    assert list(fp.class_share) == ["Sky", "Road", "Car"] and scanned.encoding.void == 3
+    assert scan_dataset(config, reuse=scanned) is scanned  # the plan's resize and crop do not change the files read
+    other = scan_dataset({**config, "seed": config["seed"] + 1}, reuse=scanned)  # a seed changes a carved split
+    assert other is not scanned and len(other.source.frame) == 6 and other.encoding.void == 3
 
 
 def test_large_objects_are_downscaled_so_a_crop_holds_one_with_context():
@@ -190,7 +209,7 @@ def test_time_budget_and_precision_decisions():
 def test_flags_and_config_keys_win_over_the_plan(tmp_path):
     user = tmp_path / "user.yaml"
     user.write_text("data: {path: data/nuclei, mask: binary}\ntrain: {batch_size: 3}\n")
-    config, plan, _ = planned_config(user, [{"augment": {"vflip": 0.0}}, {"model": {"depth": 2}}], resources=CPU)
+    config, plan, *_ = planned_config(user, [{"augment": {"vflip": 0.0}}, {"model": {"depth": 2}}], resources=CPU)
     assert plan["vflip"] == 0.5 and config["augment"]["vflip"] == 0.0
     assert plan["batch_size"] != 3 and config["train"]["batch_size"] == 3
     assert plan["depth"] == 5 and config["model"]["depth"] == 2
@@ -220,6 +239,6 @@ def test_another_model_gets_the_planned_crop_on_its_divisor(tmp_path):
     data = write_shapes_dataset(tmp_path / "shapes", count=8, size=(40, 56), num_classes=3)
     overrides = [{"data": {"path": str(data), "mask": "index"}}]
     assert make_plan(planned_config(overrides=overrides, resources=CPU)[2], CPU)["crop"] == [40, 56]
-    config, plan, _ = planned_config(overrides=overrides + [{"model": {"name": "fcn8s"}}], resources=CPU,
+    config, plan, *_ = planned_config(overrides=overrides + [{"model": {"name": "fcn8s"}}], resources=CPU,
                                      log=lambda *_: None)
     assert config["model"] == {"name": "fcn8s"} and config["data"]["image_size"] == [64, 64]

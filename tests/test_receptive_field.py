@@ -93,3 +93,14 @@ def test_nested_models_are_expanded():
     model = keras.Model(inputs, inner(keras.layers.Conv2D(1, 3, padding="same")(inputs)))
     assert receptive_field_table(model)["layer"].iloc[-1] == "logits"
     assert theoretical_receptive_field(model) == empirical_receptive_field(model) == 7
+
+
+def test_nested_sequential_blocks_are_expanded():
+    """ConvNeXt (keras.applications) nests Sequential blocks: FLOPs and receptive field descend into them."""
+    from models.flops import count_macs
+
+    block = keras.Sequential([keras.layers.Conv2D(4, 3, strides=2, padding="same"), keras.layers.Conv2D(2, 1)])
+    inputs = keras.Input((16, 16, 1))
+    model = keras.Model(inputs, block(keras.layers.Conv2D(3, 3, padding="same")(inputs)))
+    assert count_macs(model) == 16 * 16 * 9 * 3 + 8 * 8 * (9 * 3 * 4 + 4 * 2)
+    assert theoretical_receptive_field(model) == empirical_receptive_field(model) == 5

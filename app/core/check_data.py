@@ -30,7 +30,7 @@ class DataCheck:
 def check_dataset(config, runs_dir=None):
     """Scan the configured dataset and collect every problem (one line each, naming the path)."""
     try:
-        source, encoding, _, result = scan_dataset(config, runs_dir)
+        source, encoding, _, result, _ = scan_dataset(config, runs_dir)
     except (DatasetError, ReadError) as err:
         return DataCheck(None, None, None, getattr(err, "problems", [str(err)]))
     frame = source.frame

@@ -342,27 +342,24 @@ def make_plan(fp, resources):
     return Plan(decisions)
 
 
-def fingerprint_of(config):
-    """Discover and scan the configured dataset (reading every file once) and return its Fingerprint.
+def fingerprint_of(config, runs_dir=None):
+    """(Fingerprint, ScannedDataset): the configured dataset read once, as training reads it (layout facts,
+    mask encoding, class names: `app.core.train.scan_dataset`), with statistics; training can reuse the scan.
 
     Raises:
         DatasetError: every problem the scan found, one line per file.
     """
-    from app.core.train import class_names_for
-    from data.discovery import DatasetError, discover
+    from app.core.train import scan_dataset
+    from data.discovery import DatasetError
     from data.fingerprint import build_fingerprint
-    from data.scan import mask_encoding, scan
 
-    data = config["data"]
-    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
-                     data["val_fraction"], config["seed"])
-    encoding = mask_encoding(data, frame)
-    names = class_names_for(config, encoding)
-    result = scan(frame, encoding, data["channels"], names, statistics=True)
+    scanned = scan_dataset(config, runs_dir, statistics=True)
+    result = scanned.result
     if result.problems:
         raise DatasetError(result.problems)
-    return build_fingerprint(result.files, result.image_stats, result.class_table("train"), names, data["channels"],
-                             encoding.kind)
+    fingerprint = build_fingerprint(result.files, result.image_stats, result.class_table("train"), scanned.names,
+                                    config["data"]["channels"], scanned.encoding.kind)
+    return fingerprint, scanned
 
 
 def read_config_file(path):
@@ -374,8 +371,9 @@ def read_config_file(path):
         return yaml.safe_load(handle) or {}
 
 
-def planned_config(path=None, overrides=(), resources=None, log=print):
-    """(config, plan, fingerprint): defaults, then the dataset's plan, then the config file, then `overrides`.
+def planned_config(path=None, overrides=(), resources=None, log=print, runs_dir=None):
+    """(config, plan, fingerprint, scan): defaults, then the dataset's plan, then the config file, then
+    `overrides`; the scan (`fingerprint_of`) can be passed on to `train` so the files are read once.
 
     The dataset and how to read it come from the file and the overrides; every key they set wins over the plan.
     """
@@ -384,7 +382,7 @@ def planned_config(path=None, overrides=(), resources=None, log=print):
     user = load_config(path, overrides)
     if resources is None:
         resources = Resources.detect(parse_duration(user["train"].get("time_budget")))
-    fingerprint = fingerprint_of(user)
+    fingerprint, scanned = fingerprint_of(user, runs_dir)
     plan = make_plan(fingerprint, resources)
     config = copy.deepcopy(DEFAULTS)
     try:
@@ -403,4 +401,4 @@ def planned_config(path=None, overrides=(), resources=None, log=print):
         log(f"plan: crop {config['data']['image_size']} for {config['model']['name']} (sides multiples of {divisor})")
     if not config["name"]:
         config["name"] = user["name"]
-    return config, plan, fingerprint
+    return config, plan, fingerprint, scanned

@@ -11,6 +11,7 @@ import signal
 import tempfile
 import time
 import traceback
+import typing
 
 import keras
 import numpy as np
@@ -82,28 +83,57 @@ def check_size(size, divisor, model_name):
                           f"nearest valid sizes: {', '.join(map(str, nearest))}")
 
 
-def scan_dataset(config, runs_dir=None):
-    """(source, encoding, class names, ScanResult): the dataset read once, as training and check_data read it.
+SCAN_FREE_KEYS = ("image_size", "resize", "cache", "one_hot", "normalization")
+"""Keys of the data section that do not change what a scan reads (the plan sets some of them)."""
+
+
+class ScannedDataset(typing.NamedTuple):
+    """A dataset read once: its source (files, layout facts), mask encoding, class names, ScanResult, and the
+    settings it was read with (`scan_settings`)."""
+
+    source: object
+    encoding: object
+    names: list
+    result: object
+    settings: str
+
+
+def scan_settings(config, runs_dir):
+    """What a scan depends on: the data keys other than SCAN_FREE_KEYS, the seed and the runs folder."""
+    data = {key: value for key, value in config["data"].items() if key not in SCAN_FREE_KEYS}
+    return json.dumps([data, config["seed"], str(runs_dir)], sort_keys=True, default=str)
+
+
+def scan_dataset(config, runs_dir=None, statistics=False, reuse=None):
+    """The dataset read once, as training, planning and check_data read it (a ScannedDataset).
+
+    `statistics` also collects the fingerprint statistics; `reuse` (an earlier scan, such as the plan's) is
+    returned as it is when it read the data with the same settings.
 
     Raises:
         DatasetError: discovery problems (missing folders, unmatched files, bad CSV rows).
         ReadError: a mask encoding that cannot be inferred.
     """
+    settings = scan_settings(config, runs_dir)
+    if reuse is not None and reuse.settings == settings:
+        return reuse
     data = config["data"]
     source = dataset_source(config, runs_dir)
     encoding = mask_encoding(data, source.frame, facts=source)
     names = class_names_for(config, encoding, source)
-    return source, encoding, names, scan(source.frame, encoding, data["channels"], names)
+    result = scan(source.frame, encoding, data["channels"], names, statistics=statistics)
+    return ScannedDataset(source, encoding, names, result, settings)
 
 
-def prepare_data(config, divisor=None, runs_dir=None):
-    """Discover, scan and wrap the dataset in tf.data pipelines (COCO/LabelMe caches go under `runs_dir`).
+def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
+    """Discover, scan and wrap the dataset in tf.data pipelines (COCO/LabelMe caches go under `runs_dir`);
+    `scanned` is a scan to reuse where it read the same data settings (see `scan_dataset`).
 
     Raises:
         DatasetError: every problem the scan found, one line per file.
     """
     data = config["data"]
-    source, encoding, names, result = scan_dataset(config, runs_dir)
+    source, encoding, names, result, _ = scan_dataset(config, runs_dir, reuse=scanned)
     frame = source.frame
     if result.problems:
         raise DatasetError(result.problems)
@@ -265,7 +295,7 @@ def new_run_dir(runs_dir, name):
     return run_dir
 
 
-def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, started=None):
+def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, started=None, scanned=None):
     """Train from a resolved config; returns the run folder (None on a non-chief worker).
 
     The run folder holds config.yaml, model.keras (best by `train.monitor`), history.csv, curves.png,
@@ -275,6 +305,7 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
     `distribute` ("none", "mirrored" or "multiworker", see `app.core.distribute`) splits each global batch of
     `train.batch_size` over the replicas; only the chief process writes the run folder. `train.time_budget`
     sets the epochs (see `app.core.budget`), counting from `started` (a `time.monotonic()`; default: now).
+    `scanned`: the plan's scan of the data (`scan_dataset`), reused instead of reading every file again.
     """
     check_finetune_options(config["train"], config["model"])
     check_encoder_weights(config["model"])
@@ -285,7 +316,7 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         if batch % setup.count:
             raise ConfigError(f"train.batch_size {batch} is the global batch: it must be a multiple of the "
                               f"{setup.count} replicas")
-        prepared = prepare_data(config, runs_dir=runs_dir)
+        prepared = prepare_data(config, runs_dir=runs_dir, scanned=scanned)
         log(detection_line(prepared.source, prepared.encoding))
         if is_multilabel(prepared.encoding):
             config = {**config, "data": {**config["data"], "mask": MULTILABEL}}
