@@ -60,7 +60,7 @@ def test_budgeted_run_ends_within_the_budget_at_the_schedule_floor(tmp_path):
     assert elapsed <= budget * 1.1 + 5, f"run took {elapsed:.0f} s for a {budget} s budget"
     assert config["model"]["base_filters"] == 4 and config["data"]["image_size"] == [64, 64]  # flags won
     assert config["train"]["early_stopping_patience"] is None and config["train"]["time_budget"] == f"{budget}s"
-    assert len(history) == config["train"]["epochs"] == state["epochs"] >= 2
+    assert 2 <= len(history) == state["epochs"] <= config["train"]["epochs"]  # the guard may shorten the run
     peak = config["train"]["learning_rate"]
     assert history["learning_rate"].iloc[-1] == pytest.approx(0.01 * peak, rel=1e-3)  # CosineDecay alpha 0.01
     assert history["learning_rate"].iloc[0] > 0.5 * peak
@@ -90,3 +90,38 @@ def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
     assert "resumed run used 250 s" in lines[0] and "epochs stay 17" in lines[0]
     with pytest.raises(ConfigError, match="multiworker"):
         fit_to_budget(config, None, types.SimpleNamespace(mode="multiworker"), None, time.monotonic())
+
+
+def test_a_slower_pace_than_the_warm_up_shortens_the_run_and_its_schedule(tmp_path):
+    """The warm-up promised 1 s epochs; they take ~0.4 s more (a sleep): the guard ends the run early, with the
+    cosine schedule refitted so that the last epoch still ends at the learning-rate floor, within the budget."""
+    import keras
+    import numpy as np
+
+    from app.core.budget import Budget, BudgetGuard, _adjustable_schedule
+
+    rows, batch, planned, peak = 8, 4, 12, 0.01
+    optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(peak, planned * rows // batch,
+                                                                            alpha=0.01))
+    length = _adjustable_schedule(optimizer)
+    if length is None:
+        pytest.skip("the schedule is adjustable on the TensorFlow backend only")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer, "mse")
+    estimate = Estimate(step_s=0.0, val_s=0.0, save_s=0.0, start_s=0.0, first_epoch_extra_s=0.0, final_s=0.0,
+                        steps_per_epoch=rows // batch)
+    seconds = 4.0
+    budget = Budget(seconds, time.monotonic(), estimate=estimate, epochs=planned, length=length, train_rows=rows)
+    train_config = {"epochs": planned, "batch_size": batch, "warmup_epochs": 0}
+    lines, rates = [], []
+    slow = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(0.4))
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_: rates.append(float(optimizer.learning_rate)))
+    x, y = np.ones((rows, 2), "float32"), np.ones((rows, 1), "float32")
+    model.fit(x, y, batch_size=batch, epochs=planned, verbose=0,
+              callbacks=[slow, BudgetGuard(budget, tmp_path, train_config, lines.append), record])
+    assert 2 <= len(rates) == budget.epochs < planned
+    assert budget.elapsed() <= seconds
+    assert rates[-1] == pytest.approx(0.01 * peak, rel=1e-4)  # the floor, at the new last epoch
+    assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == budget.epochs
+    assert any(f"ends after epoch {budget.epochs} instead of {planned}" in line for line in lines)

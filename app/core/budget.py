@@ -9,9 +9,11 @@ real first epoch pays the one-off cost again. `train.epochs` becomes the largest
 epochs with their validation and checkpoints, the one-off cost and the final evaluation) ends within SAFETY of
 the budget left, so the cosine schedule reaches its floor at the last epoch instead of being cut off.
 
-The run folder's budget.json keeps the budget, the estimate and the elapsed time; a resumed run keeps its
-epochs (saved in config.yaml) and reports the budget left. A guard stops training at an epoch end if the budget
-would otherwise be overrun (a slower machine than at the warm-up); then the schedule ends early.
+The run folder's budget.json keeps the budget, the estimate, the epochs and the elapsed time; a resumed run keeps
+its epochs and reports the budget left. At each epoch end a guard compares the epochs measured so far with the
+estimate: where the remaining epochs no longer fit (a machine slower than at the warm-up, a data pipeline that
+the short warm-up hid), it shortens the run and, on TensorFlow, the cosine schedule with it, so the learning rate
+still reaches its floor at the new last epoch; on other backends it stops when the next epoch would overrun.
 """
 import dataclasses
 import json
@@ -125,6 +127,9 @@ class Budget:
     epochs: int = 0
     model: object = None
     """The warmed-up, reset model that training continues with (None: build a new one)."""
+    length: dict | None = None
+    """The schedule's warm-up and decay step variables (`_adjustable_schedule`); None where not adjustable."""
+    train_rows: int = 0
 
     def take_model(self):
         model, self.model = self.model, None
@@ -138,6 +143,12 @@ class Budget:
                  "estimate": None if self.estimate is None else dataclasses.asdict(self.estimate)}
         with atomic_path(run_dir / "budget.json") as temp:
             temp.write_text(json.dumps(state, indent=2))
+
+    def set_schedule(self, train_config):
+        """Fit the adjustable cosine schedule (if any) to `train_config`'s epochs."""
+        if self.length is not None:
+            for key, value in schedule_steps(train_config, self.train_rows).items():
+                self.length[key].assign(float(value))
 
     def finish(self, run_dir, log=print):
         self.save(run_dir)
@@ -238,23 +249,23 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         for key in ("epochs", "warmup_epochs"):
             config["train"][key] = saved["train"][key]
+        config["train"]["epochs"] = state.get("epochs", saved["train"]["epochs"])  # the guard may have shortened it
         budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
-                        Estimate(**state["estimate"]) if state.get("estimate") else None, saved["train"]["epochs"])
+                        Estimate(**state["estimate"]) if state.get("estimate") else None, config["train"]["epochs"])
         log(f"time budget {format_duration(seconds)}: resumed run used {budget.elapsed_before:.0f} s, "
             f"{max(seconds - budget.elapsed(), 0):.0f} s left; epochs stay {budget.epochs}")
         return budget
     warmup_start = time.monotonic()
     estimate, model, length = time_warmup(config, prepared, setup)  # no reseeding: TF would trace again
-    budget = Budget(seconds, started, estimate=estimate, model=model)
+    train_rows = int((prepared.frame["split"] == "train").sum())
+    budget = Budget(seconds, started, estimate=estimate, model=model, length=length, train_rows=train_rows)
     left = SAFETY * seconds - budget.elapsed()
     epochs = estimate.epochs_within(left)
     budget.epochs = config["train"]["epochs"] = epochs
     if config["train"]["warmup_epochs"] > MAX_WARMUP_SHARE * epochs:
         config["train"]["warmup_epochs"] = round(MAX_WARMUP_SHARE * epochs, 2)
         log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
-    if length is not None:
-        for key, value in schedule_steps(config, int((prepared.frame["split"] == "train").sum())).items():
-            length[key].assign(float(value))
+    budget.set_schedule(config["train"])
     log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
         f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
         f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), "
@@ -268,12 +279,15 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
 
 
 class BudgetGuard(keras.callbacks.Callback):
-    """Save the elapsed time at each epoch end; stop when the next epoch would overrun the budget."""
+    """Save the elapsed time at each epoch end; where the remaining epochs no longer fit the budget at the pace
+    measured so far, end the run earlier (with the schedule, where it is adjustable)."""
 
-    def __init__(self, budget, run_dir, log=print):
+    def __init__(self, budget, run_dir, train_config, log=print):
         super().__init__()
         self.budget, self.run_dir, self.log = budget, run_dir, log
+        self.train_config = dict(train_config)
         self._epoch_start = None
+        self._epoch_seconds = []
 
     def on_train_begin(self, logs=None):
         self.budget.save(self.run_dir)
@@ -282,12 +296,29 @@ class BudgetGuard(keras.callbacks.Callback):
         self._epoch_start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._epoch_seconds.append(time.monotonic() - self._epoch_start)
+        done, planned = epoch + 1, self.budget.epochs
+        if done < planned:
+            self._refit(done, planned)
         self.budget.save(self.run_dir)
-        if epoch + 1 >= self.budget.epochs:
-            return
-        last = time.monotonic() - self._epoch_start
-        final = self.budget.estimate.final_s if self.budget.estimate else FINAL_OVERHEAD_S
-        if self.budget.elapsed() + last + final > self.budget.seconds:
+        if done >= self.budget.epochs:
             self.model.stop_training = True
-            self.log(f"time budget: stopping after epoch {epoch + 1}/{self.budget.epochs}: another epoch "
-                     f"(~{last:.0f} s) would overrun the budget (the machine is slower than at the warm-up)")
+
+    def _refit(self, done, planned):
+        measured = self._epoch_seconds[1:] or self._epoch_seconds  # the first may pay for tracing
+        pace = sum(measured) / len(measured)
+        final = self.budget.estimate.final_s if self.budget.estimate else FINAL_OVERHEAD_S
+        fits = max(0, math.floor((self.budget.seconds - self.budget.elapsed() - final) / pace))
+        if done + fits >= planned:
+            return
+        if self.budget.length is None:  # a fixed schedule: stop only when the next epoch would overrun
+            if fits == 0:
+                self.budget.epochs = done
+                self.log(f"time budget: stopping after epoch {done}/{planned}: another epoch (~{pace:.0f} s) "
+                         f"would overrun the budget (the machine is slower than at the warm-up)")
+            return
+        self.budget.epochs = self.train_config["epochs"] = max(done, done + fits)
+        self.budget.set_schedule(self.train_config)
+        expected = f", not the ~{self.budget.estimate.epoch_s:.0f} s of the warm-up" if self.budget.estimate else ""
+        self.log(f"time budget: epochs take ~{pace:.0f} s{expected}: the run ends after epoch {self.budget.epochs} "
+                 f"instead of {planned}, its learning-rate schedule with it")

@@ -420,7 +420,7 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     callbacks = finetune_callbacks(model, train) + fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch,
                                                                   history)
     if prepared.budget is not None:
-        callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, log))
+        callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, config["train"], log))
     val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
     full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
     with interrupt.deferred():
