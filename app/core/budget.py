@@ -229,10 +229,9 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     return Estimate(step_s, timer.val[1], saving, start, retrace, final, steps_per_epoch), model, length
 
 
-def schedule_steps(config, train_rows):
-    """{warmup_steps, decay_steps} of the cosine schedule for `train.epochs`, as `app.core.train._optimizer`
-    computes them."""
-    train = config["train"]
+def schedule_steps(train, train_rows):
+    """{warmup_steps, decay_steps} of the cosine schedule for the `train` section's epochs, as
+    `app.core.train._optimizer` computes them."""
     steps = math.ceil(train_rows / train["batch_size"])
     warmup = int(train["warmup_epochs"] * steps)
     return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}
