@@ -8,6 +8,7 @@ import pytest
 from benchmarks.recipes import main
 
 
+@pytest.mark.slow
 def test_recipe_table_of_a_run(tiny_run, tmp_path):
     run, _ = tiny_run
     copy = tmp_path / "tiny-run"

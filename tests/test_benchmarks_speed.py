@@ -23,6 +23,7 @@ def run(tmp_path, *args):
     return json.loads(out.read_text()), result.stdout
 
 
+@pytest.mark.slow
 def test_quick_compare_writes_rates_ratios_and_model_check(tmp_path):
     data, stdout = run(tmp_path, "--arms", "ours,torch")
     assert {"machine", "sizes", "model", "compare"} <= set(data)

@@ -71,6 +71,7 @@ def test_committed_notebooks_have_outputs_and_stay_small():
         assert path.stat().st_size < 1_500_000, f"{path.name}: {path.stat().st_size} bytes, keep it under 1.5 MB"
 
 
+@pytest.mark.slow
 def test_concepts_notebook(notebook_out, monkeypatch):
     notebook = execute("01_concepts.ipynb", notebook_out, monkeypatch)
     text = printed(notebook)
@@ -95,6 +96,7 @@ def test_training_notebook(notebook_out, monkeypatch):
     assert image_count(notebook) >= 8
 
 
+@pytest.mark.slow
 def test_edge_notebook(notebook_out, monkeypatch):
     notebook = execute("03_edge.ipynb", notebook_out, monkeypatch)
     text = printed(notebook)

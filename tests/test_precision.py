@@ -3,6 +3,7 @@ import types
 
 import keras
 import pandas as pd
+import pytest
 
 from app.core.config import load_config, parse_override
 from app.train import main
@@ -22,6 +23,7 @@ def test_mixed_float16_gets_loss_scaling_and_float32_logits():
     assert model.get_layer("logits").compute_dtype == "float32" and model.output.dtype == "float32"
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_training_lowers_the_loss(tmp_path):
     assert main(["--epochs", "3", "--precision", "mixed_bfloat16", "--runs-dir", str(tmp_path), *TINY]) == 0
     assert keras.mixed_precision.dtype_policy().name == "float32"

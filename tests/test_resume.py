@@ -28,6 +28,7 @@ def _wait_for_epochs(path, epochs, process, timeout=240):
     raise AssertionError(f"{path} never reached {epochs} epochs (exit code {process.poll()})")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_resumes_at_the_last_epoch_boundary(tmp_path):
     command = train_command("--epochs", "4", "--runs-dir", str(tmp_path), *TINY)
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,6 +84,7 @@ def test_full_disk_stops_with_one_line_and_keeps_the_previous_best(tmp_path, mon
     assert json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_epoch_batch_and_causes(tmp_path, capsys):
     code = main(["--epochs", "2", "--lr", "1e12", "--runs-dir", str(tmp_path), *TINY])
     err = capsys.readouterr().err
