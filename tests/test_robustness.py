@@ -351,6 +351,7 @@ def test_progress_line_names_splits_and_leaves_per_class_scores_out(tmp_path, ca
     assert "best model per class, validation split:" in out and "nucleus" in out.split("per class")[-1]
 
 
+@pytest.mark.slow
 def test_no_validation_split_is_said_so(tmp_path, capsys):
     assert train_main(["--epochs", "1", "--runs-dir", str(tmp_path), "--set", "data.val_fraction=0", *TINY]) == 0
     out = capsys.readouterr().out
