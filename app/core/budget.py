@@ -246,8 +246,7 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         saved = yaml.safe_load((resume_dir / "config.yaml").read_text())
         state_path = resume_dir / "budget.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
-        for key in ("epochs", "warmup_epochs"):
-            config["train"][key] = saved["train"][key]
+        config["train"]["warmup_epochs"] = saved["train"]["warmup_epochs"]
         config["train"]["epochs"] = state.get("epochs", saved["train"]["epochs"])  # the guard may have shortened it
         budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
                         Estimate(**state["estimate"]) if state.get("estimate") else None, config["train"]["epochs"])
@@ -316,7 +315,7 @@ class BudgetGuard(keras.callbacks.Callback):
                 self.log(f"time budget: stopping after epoch {done}/{planned}: another epoch (~{pace:.0f} s) "
                          f"would overrun the budget (the machine is slower than at the warm-up)")
             return
-        self.budget.epochs = self.train_config["epochs"] = max(done, done + fits)
+        self.budget.epochs = self.train_config["epochs"] = done + fits
         self.budget.set_schedule(self.train_config)
         expected = f", not the ~{self.budget.estimate.epoch_s:.0f} s of the warm-up" if self.budget.estimate else ""
         self.log(f"time budget: epochs take ~{pace:.0f} s{expected}: the run ends after epoch {self.budget.epochs} "
