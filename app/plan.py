@@ -13,7 +13,7 @@ import sys
 import yaml
 
 from app.cli import fail_cleanly
-from app.train import FLAGS
+from app.train import FLAGS, LAYOUT_CHOICES, MASK_CHOICES
 
 
 def parse_args(argv=None):
@@ -21,8 +21,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="dataset folder or CSV file (default: the config's data.path)")
     parser.add_argument("--config", help="YAML config whose keys win over the plan (e.g. how to read the masks)")
-    parser.add_argument("--layout", choices=["auto", "paired", "segnet", "csv"])
-    parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb"], help="mask encoding")
+    parser.add_argument("--layout", choices=LAYOUT_CHOICES, help="dataset layout (default auto: detected)")
+    parser.add_argument("--mask", choices=MASK_CHOICES, help="mask encoding")
     parser.add_argument("--num-classes", type=int)
     parser.add_argument("--time-budget", metavar="DURATION", help="wall-clock training budget (90s, 30m, 1h)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -16,6 +16,9 @@ import time
 from app.cli import add_verbose_option, fail_cleanly
 from data.layouts import LAYOUTS
 
+LAYOUT_CHOICES = ["auto", *LAYOUTS]
+MASK_CHOICES = ["auto", "index", "binary", "rgb", "multilabel"]
+
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "nuclei.yaml"
 FLAGS = {
     "data": ("data", "path"),
@@ -41,9 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--config", help="YAML config (default: configs/nuclei.yaml, the embedded nuclei dataset, "
                                           "unless --data names another dataset)")
     parser.add_argument("--data", help="dataset folder or CSV file")
-    parser.add_argument("--layout", choices=["auto", *LAYOUTS],
+    parser.add_argument("--layout", choices=LAYOUT_CHOICES,
                         help="dataset layout (default auto: detected and printed, see docs/datasets.md)")
-    parser.add_argument("--mask", choices=["auto", "index", "binary", "rgb", "multilabel"], help="mask encoding")
+    parser.add_argument("--mask", choices=MASK_CHOICES, help="mask encoding")
     parser.add_argument("--num-classes", type=int)
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="training crop size")
     parser.add_argument("--batch-size", type=int)
