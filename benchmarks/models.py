@@ -121,6 +121,18 @@ def table(results):
     return sizes.join(wide, how="outer").reset_index()
 
 
+def earlier_results(path, settings, results):
+    """Rows of an earlier run with the same settings for the (model, backend) pairs this run did not measure, so
+    that a few rows can be measured again without losing the others."""
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if earlier.get("settings") != settings:
+        return []
+    measured = {(row["model"], row["backend"]) for row in results}
+    return [row for row in earlier["results"] if (row["model"], row["backend"]) not in measured]
+
+
 def main(argv=None):
     from models.encoders import ENCODERS
     from models.registry import MODELS
@@ -148,13 +160,14 @@ def main(argv=None):
     results = [row for backend in args.backends for row in run_backend(backend, forwarded)]
     if not results:
         return 1
+    stem = RESULTS / ("models-quick" if args.quick else "models")
+    settings = {key: getattr(args, key) for key in ("size", "num_classes", "batch", "steps", "quick")}
+    results += earlier_results(stem.with_suffix(".json"), settings, results)
     frame = table(results)
     print(f"{args.size}x{args.size}x3, {args.num_classes} classes, batch {args.batch}, CPU images/s"
           f"{' (quick: tiny widths)' if args.quick else ''}")
     print(frame.to_string(index=False, float_format=lambda value: f"{value:.3g}"))
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / ("models-quick" if args.quick else "models")
-    settings = {key: getattr(args, key) for key in ("size", "num_classes", "batch", "steps", "quick")}
     stem.with_suffix(".json").write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     frame.to_csv(stem.with_suffix(".csv"), index=False)
     print(f"wrote {stem}.json and {stem}.csv")

@@ -6,6 +6,7 @@ through a nested `keras.Model` named "encoder" whose outputs are the last featur
 32 (those the backbone has). Weights come as keras.applications ships them ("imagenet": the same file, from
 Keras's cache `$KERAS_HOME/models/` or downloaded like Keras when the machine is online), from a local `.h5` /
 `.weights.h5` file or a keras-hub preset. Every load is reported: tensors loaded, and which were skipped and why.
+MiT (SegFormer's encoder) is our own (`models.mit`, any input size), loading keras-hub MiT presets by name.
 """
 import dataclasses
 import functools
@@ -18,6 +19,8 @@ import h5py
 import keras
 import numpy as np
 from keras import ops
+
+from models.mit import HUB_CONFIG, HUB_WEIGHTS, MIT_VARIANTS, build_mit, load_hub_preset
 
 try:  # optional; imported here so that saved models with a keras-hub encoder reload (its layers get registered)
     import keras_hub as _keras_hub
@@ -90,8 +93,8 @@ class EncoderSpec:
     """Folder of that file under `APPLICATIONS_URL`."""
     file_hash: str = None
     """Hash keras.applications checks after downloading (None where Keras checks none)."""
-    hub_config: dict = None
-    """keras-hub MiTBackbone arguments (keras-hub encoders only)."""
+    hub_preset: bool = False
+    """Weights come from a keras-hub preset (folder or handle), loaded by name into our own layers (MiT)."""
 
     @property
     def weights_url(self):
@@ -111,10 +114,8 @@ def _efficientnetv2(variant, file_hash):
                        "efficientnet_v2", file_hash)
 
 
-def _mit(depths, hidden_dims):
-    return {"layerwise_depths": depths, "num_layers": 4, "layerwise_num_heads": [1, 2, 5, 8],
-            "layerwise_sr_ratios": [8, 4, 2, 1], "max_drop_path_rate": 0.1, "layerwise_patch_sizes": [7, 3, 3, 3],
-            "layerwise_strides": [4, 2, 2, 2], "hidden_dims": hidden_dims}
+def _mix_transformer(variant):
+    return EncoderSpec(functools.partial(build_mit, variant), "torch", hub_preset=True)
 
 
 ENCODERS = {
@@ -140,12 +141,12 @@ ENCODERS = {
     "efficientnetv2_s": _efficientnetv2("-s", "af0682fb74e8c54910f2d4393339c070"),
     "convnext_tiny": EncoderSpec(_applications("ConvNeXtTiny"), "scale", "convnext_tiny_notop.h5", "convnext",
                                  "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
-    "mit_b0": EncoderSpec(None, "torch", hub_config=_mit([2, 2, 2, 2], [32, 64, 160, 256])),
-    "mit_b1": EncoderSpec(None, "torch", hub_config=_mit([2, 2, 2, 2], [64, 128, 320, 512])),
+    **{variant: _mix_transformer(variant) for variant in MIT_VARIANTS},
 }
-"""Registered encoders. MiT (SegFormer's encoder) comes from keras-hub: its weights from a preset
-(`encoder_weights: <preset folder>` or a Kaggle / Hugging Face handle). `hub:<preset>` names any other keras-hub
-backbone with pyramid outputs."""
+"""Registered encoders. MiT (SegFormer's encoder, `models.mit`) takes its weights from a keras-hub MiT preset
+(`encoder_weights: <preset folder>`, or a Kaggle handle / preset name where keras-hub is installed and the machine
+is online). `hub:<preset>` names any other keras-hub backbone with pyramid outputs."""
+HUB_EXAMPLE = "kaggle://keras/mit/keras/{name}_ade20k_512"
 HUB_PREFIX = "hub:"
 
 
@@ -192,9 +193,11 @@ def build_encoder(name, image, weights=None, output_stride=32):
     if channels not in (1, 3):
         raise ValueError(f"encoder {name!r} takes 1- or 3-channel images: got {channels} channels")
     x = image if channels == 3 else keras.layers.Concatenate(name="gray_to_rgb")([image] * 3)
-    if spec.hub_config is not None or name.startswith(HUB_PREFIX):
-        base, features, report, mode = _hub_backbone(name, spec, weights, output_stride, tuple(image.shape[1:3]))
+    if name.startswith(HUB_PREFIX):
+        base, features, report, mode = _hub_backbone(name, weights, output_stride)
     else:
+        if output_stride < 32 and spec.hub_preset:
+            raise ValueError(f"encoder {name!r} (a transformer) cannot be dilated: use output_stride 32")
         base = spec.build((*image.shape[1:3], 3))
         report = load_encoder_weights(base, name, weights)
         if output_stride < 32:
@@ -267,7 +270,8 @@ def imagenet_weights_path(name):
     spec = encoder_spec(name)
     if not spec.weights_file:
         raise EncoderWeightsError(f"encoder {name!r} has no keras.applications ImageNet file: set "
-                                  "model.encoder_weights to a keras-hub preset folder or handle")
+                                  "model.encoder_weights to a keras-hub preset folder or handle (e.g. "
+                                  f"{HUB_EXAMPLE.format(name=name)})")
     cache = keras_cache_dir()
     path = cache / spec.weights_file
     if path.is_file():
@@ -287,14 +291,19 @@ def check_encoder_weights(model_config):
     if encoder is None:
         return
     spec = encoder_spec(encoder)
-    if weights == "imagenet" and spec.weights_file:
+    if weights == "imagenet" and not encoder.startswith(HUB_PREFIX):
         imagenet_weights_path(encoder)
+    elif weights is not None and spec.hub_preset:
+        hub_preset_path(weights)
 
 
 def load_encoder_weights(base, name, weights):
     """Load `weights` (None, "imagenet" or a file path) into backbone `base`; return the one-line report."""
     if weights is None:
         return f"encoder {name}: random initialisation (model.encoder_weights: null)"
+    if encoder_spec(name).hub_preset and weights != "imagenet":
+        count = load_hub_preset(base, name, hub_preset_path(weights), EncoderWeightsError)
+        return f"encoder {name}: loaded {count}/{count} weight tensors from keras-hub preset {weights} (none skipped)"
     path = imagenet_weights_path(name) if weights == "imagenet" else pathlib.Path(weights)
     if not path.is_file():
         raise EncoderWeightsError(f"{path}: encoder weights file not found (model.encoder_weights takes imagenet, "
@@ -361,34 +370,51 @@ def _h5_names(values):
 
 # keras-hub ---------------------------------------------------------------------------------------------------------
 
-def _hub_backbone(name, spec, weights, output_stride, size):
-    """keras-hub backbone with pyramid outputs: (backbone, {stride: output}, report, preprocessing mode).
+def hub_preset_path(preset):
+    """Local path of a keras-hub preset (folder or `model.weights.h5`): as given, else a Kaggle handle or preset
+    name downloaded to keras-hub's cache when keras-hub is installed and the machine is online.
 
-    keras-hub 0.32's MiT needs a fixed, square input size (its attention reshapes with static, square shapes)."""
+    Raises:
+        EncoderWeightsError: not found; offline, the message says how to bring the preset folder here.
+    """
+    path = pathlib.Path(os.fspath(preset)).expanduser()
+    if path.exists():
+        return path
+    if "://" not in str(preset) and len(path.parts) > 1:
+        raise EncoderWeightsError(f"{path}: keras-hub preset folder not found (it holds {HUB_CONFIG} and "
+                                  f"{HUB_WEIGHTS})")
+    offline = os.environ.get("SEGKIT_OFFLINE")
+    if offline or not _online("www.kaggle.com"):
+        why = "SEGKIT_OFFLINE is set" if offline else "the machine is offline"
+        raise EncoderWeightsError(
+            f"keras-hub preset {preset} is not on this machine and {why}: where online, run keras_hub.models."
+            f"Backbone.from_preset({str(preset)!r}).save_to_preset('<folder>'), copy the folder here and set "
+            "model.encoder_weights to it")
+    keras_hub()
+    from keras_hub.src.utils.preset_utils import get_file  # keras-hub's own download and cache
+
+    try:
+        get_file(str(preset), HUB_CONFIG)
+        return pathlib.Path(get_file(str(preset), HUB_WEIGHTS))
+    except (OSError, ValueError) as err:
+        raise EncoderWeightsError(f"{preset}: cannot download keras-hub preset ({str(err).splitlines()[0]})"
+                                  ) from None
+
+
+def _hub_backbone(name, weights, output_stride):
+    """keras-hub backbone with pyramid outputs: (backbone, {stride: output}, report, preprocessing mode)."""
     hub = keras_hub()
     if output_stride != 32:
         raise ValueError(f"encoder {name!r} (keras-hub) cannot be dilated: use output_stride 32")
-    preset = name[len(HUB_PREFIX):] if name.startswith(HUB_PREFIX) else None
-    if weights not in (None, "imagenet"):
-        preset = os.fspath(weights)
-    elif weights == "imagenet" and preset is None:
-        raise EncoderWeightsError(f"encoder {name!r}: set model.encoder_weights to a keras-hub preset folder or "
-                                  f"handle (e.g. kaggle://keras/mit/keras/{name}_ade20k_512)")
-    if preset is None:
-        if None in size or size[0] != size[1]:
-            raise ValueError(f"encoder {name!r} (keras-hub 0.32 MiT) needs a fixed, square input size: got {size}")
-        backbone = hub.models.MiTBackbone(image_shape=(*size, 3), **spec.hub_config)
-        report = f"encoder {name}: random initialisation (model.encoder_weights: null)"
-    else:
-        try:
-            backbone = hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
-        except (OSError, ValueError, FileNotFoundError) as err:
-            raise EncoderWeightsError(f"{preset}: cannot load keras-hub preset ({str(err).splitlines()[0]})"
-                                      ) from None
-        total = len(backbone.weights)
-        report = (f"encoder {name}: loaded {total}/{total} weight tensors from keras-hub preset {preset} "
-                  "(none skipped)" if weights is not None else f"encoder {name}: keras-hub preset {preset} "
-                  "architecture, random initialisation")
+    preset = name[len(HUB_PREFIX):] if weights in (None, "imagenet") else os.fspath(weights)
+    try:
+        backbone = hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
+    except (OSError, ValueError, FileNotFoundError) as err:
+        raise EncoderWeightsError(f"{preset}: cannot load keras-hub preset ({str(err).splitlines()[0]})") from None
+    total = len(backbone.weights)
+    report = (f"encoder {name}: loaded {total}/{total} weight tensors from keras-hub preset {preset} (none skipped)"
+              if weights is not None else f"encoder {name}: keras-hub preset {preset} architecture, random "
+              "initialisation")
     pyramid = getattr(backbone, "pyramid_outputs", None)
     if not pyramid:
         raise ValueError(f"encoder {name!r}: keras-hub backbone {type(backbone).__name__} has no pyramid outputs")
@@ -399,8 +425,7 @@ def _hub_backbone(name, spec, weights, output_stride, size):
     else:
         probe, height = {key: value.shape for key, value in pyramid.items()}, backbone.inputs[0].shape[1]
     features = {height // probe[key][1]: pyramid[key] for key in pyramid}
-    mode = spec.preprocessing if preset is None else _hub_preprocessing(hub, preset)
-    return extractor, features, report, mode
+    return extractor, features, report, _hub_preprocessing(hub, preset)
 
 
 def _hub_preprocessing(hub, preset):

@@ -10,7 +10,8 @@ def count_macs(model):
     """Return the multiply-accumulates per image of every conv, transposed-conv, depthwise, separable and dense call.
 
     Computed from layer configs and the static output shapes of each call; batch norm, activations,
-    pooling, resizing and additions are not counted.
+    pooling, resizing and additions are not counted. A composite layer with a `count_macs(input_shape)` method
+    (a transformer block) counts itself.
 
     Args:
         model: keras.Model. A model built with a fixed input height and width.
@@ -34,13 +35,15 @@ def _layer_macs(layer, node):
         keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
         keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D, keras.layers.Dense,
     )
-    if not isinstance(layer, weighted):
+    if not isinstance(layer, weighted) and not hasattr(layer, "count_macs"):
         return 0
     in_shape, out_shape = node.input_tensors[0].shape, node.outputs[0].shape
     if None in in_shape[1:] or None in out_shape[1:]:
         raise ValueError(
             f"counting FLOPs needs a model built with a fixed input size: {layer.name} has shape {out_shape}"
         )
+    if hasattr(layer, "count_macs"):
+        return layer.count_macs(in_shape)
     in_channels, out_channels = in_shape[-1], out_shape[-1]
     out_positions, in_positions = math.prod(out_shape[1:-1]), math.prod(in_shape[1:-1])
     if isinstance(layer, keras.layers.Dense):

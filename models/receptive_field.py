@@ -6,7 +6,8 @@ of the first unit's RF centre (pixel centres at 0.5, 1.5, ...). A layer with ker
 dilation d (effective kernel k' = d (k - 1) + 1) and left padding p maps them to
 r + (k' - 1) j, j s, start + ((k' - 1) / 2 - p) j. A transposed convolution divides the jump by s
 and adds (ceil(k' / s) - 1) j, the most input units one output reads. Branches merge by keeping
-the input with the largest receptive field (on the finest input's grid). The arithmetic follows the height
+the input with the largest receptive field (on the finest input's grid). A layer with `attends_globally`
+(self-attention) lets every output read the whole input, keeping the grid. The arithmetic follows the height
 axis (square kernels).
 """
 import math
@@ -159,6 +160,9 @@ def _layer_field(layer, node, inputs):
         first, reference = inputs
         size = first.size + (first.jump if config["interpolation"] != "nearest" else 0)
         jump, start = reference.jump, reference.start
+    elif getattr(layer, "attends_globally", False):
+        kernel = in_size
+        size = math.inf if in_size is None else size + (in_size - 1) * jump
     elif type(layer).__name__.startswith("Global"):
         kernel = in_size
         size = math.inf if in_size is None else size + (in_size - 1) * jump

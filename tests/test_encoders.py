@@ -1,5 +1,6 @@
 """Pretrained encoders under our decoders: divisor rule, train/save/reload, weights exactly as Keras ships them,
 keras-hub presets, the offline message, freezing, the encoder learning-rate scale and transfer from a run."""
+import json
 import time
 
 import h5py
@@ -11,6 +12,7 @@ from models import encoders
 from models.deeplabv3plus import _mobilenetv2_dilation, _resnet50_dilation
 from models.encoders import (APPLICATIONS_URL, ENCODERS, EncoderWeightsError, dilation_changes, encoder_layers,
                              imagenet_weights_path, load_encoder_from)
+from models.mit import MIT_VARIANTS, hub_weight_paths
 from models.finetune import check_finetune_options, finetune_callbacks
 from models.registry import get_model, required_divisor
 
@@ -45,10 +47,11 @@ def decoder_weights(model):
     return [w.numpy().copy() for w in model.weights if id(w) not in inside]
 
 
-def check_decoder(decoder, encoder, tmp_path):
+def check_decoder(decoder, encoder, tmp_path, **options):
+    options = options or TINY_DECODERS[decoder]
     with pytest.raises(ValueError, match=r"divisible by (16|32): got 65x97"):
-        get_model(decoder, (65, 97, 3), NUM_CLASSES, encoder=encoder, **TINY_DECODERS[decoder])
-    model = get_model(decoder, (64, 96, 3), NUM_CLASSES, encoder=encoder, **TINY_DECODERS[decoder])
+        get_model(decoder, (65, 97, 3), NUM_CLASSES, encoder=encoder, **options)
+    model = get_model(decoder, (64, 96, 3), NUM_CLASSES, encoder=encoder, **options)
     x = images()
     assert predict(model, x).shape == (2, 64, 96, NUM_CLASSES)
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -67,7 +70,7 @@ def test_small_encoder_under_every_decoder_trains_saves_and_reloads(decoder, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("encoder", sorted(set(ENCODERS) - {SMALL, "mit_b0", "mit_b1"}))
+@pytest.mark.parametrize("encoder", sorted(set(ENCODERS) - {SMALL} - set(MIT_VARIANTS)))
 @pytest.mark.parametrize("decoder", sorted(TINY_DECODERS))
 def test_every_encoder_under_every_decoder(decoder, encoder, tmp_path):
     if decoder == "deeplabv3plus" and encoder == "convnext_tiny":
@@ -167,23 +170,132 @@ def test_h5_with_missing_and_mismatched_layers_is_reported(tmp_path):
                                     f"not in the file (left random): {dropped}")
 
 
-def test_keras_hub_preset_loads_exactly(tmp_path):
+MIT = "mit_b0"
+
+
+def check_mit_decoder(decoder, tmp_path):
+    options = {**TINY_DECODERS[decoder], **({"output_stride": 32} if decoder == "deeplabv3plus" else {})}
+    check_decoder(decoder, MIT, tmp_path, **options)
+    model = get_model(decoder, (None, None, 3), NUM_CLASSES, encoder=MIT, **options)
+    assert predict(model, images(size=(96, 160))).shape == (2, 96, 160, NUM_CLASSES)  # any size, not square
+
+
+@pytest.mark.multibackend
+def test_mit_under_segformer_takes_any_size_trains_saves_and_reloads(tmp_path):
+    check_mit_decoder("segformer", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder", ["unet", "fpn", "deeplabv3plus"])
+def test_mit_under_the_other_decoders(decoder, tmp_path):
+    check_mit_decoder(decoder, tmp_path)
+
+
+def test_mit_cannot_be_dilated():
+    with pytest.raises(ValueError, match="encoder 'mit_b0' .* cannot be dilated: use output_stride 32"):
+        get_model("deeplabv3plus", (64, 64, 3), 2, encoder=MIT, **TINY_DECODERS["deeplabv3plus"])
+
+
+def write_hub_preset(folder, model, variant=MIT, seed=5):
+    """A keras-hub MiTBackbone preset (config.json + model.weights.h5) holding random tensors at the paths
+    keras-hub writes; returns {path: array}."""
+    depths, dims = MIT_VARIANTS[variant]
+    folder.mkdir()
+    config = {"class_name": "MiTBackbone", "config": {"layerwise_depths": list(depths), "hidden_dims": list(dims)}}
+    (folder / "config.json").write_text(json.dumps(config))
+    rng, arrays = np.random.default_rng(seed), {}
+    with h5py.File(folder / "model.weights.h5", "w") as file:
+        for variable, path in hub_weight_paths(model):
+            arrays[path] = file[path] = rng.normal(size=variable.shape).astype("float32")
+    return arrays
+
+
+def test_mit_weights_load_exactly_from_a_keras_hub_preset_folder(tmp_path):
+    encoder = get_model("segformer", (None, None, 3), 2, encoder=MIT, **TINY_DECODERS["segformer"]).get_layer(
+        "encoder")
+    pairs = hub_weight_paths(encoder)
+    assert len(pairs) == len(encoder.trainable_weights) == 192
+    paths = {path for _, path in pairs}
+    # Paths as keras-hub 0.32's MiTBackbone.save_to_preset writes them for mit_b0 (8 blocks, 4 stages).
+    assert {"layers/overlapping_patching_and_embedding/proj/vars/0", "layers/overlapping_patching_and_embedding_3/"
+            "norm/vars/1", "layers/hierarchical_transformer_encoder_7/mlp/fc2/vars/1", "layers/hierarchical_"
+            "transformer_encoder/attn/sr/vars/0", "layers/layer_normalization_3/vars/1"} <= paths
+    assert "layers/hierarchical_transformer_encoder_7/attn/sr/vars/0" not in paths  # stage 4: no reduction
+    arrays = write_hub_preset(tmp_path / "preset", encoder)
+    model = get_model("segformer", (None, None, 3), 2, encoder=MIT, encoder_weights=str(tmp_path / "preset"),
+                      **TINY_DECODERS["segformer"])
+    for variable, path in hub_weight_paths(model.get_layer("encoder")):
+        np.testing.assert_array_equal(variable.numpy(), arrays[path])
+    assert model.encoder_report == (f"encoder {MIT}: loaded 192/192 weight tensors from keras-hub preset "
+                                    f"{tmp_path / 'preset'} (none skipped)")
+
+
+def test_mit_preset_of_another_variant_or_file_is_one_line(tmp_path):
+    encoder = get_model("segformer", (None, None, 3), 2, encoder=MIT, **TINY_DECODERS["segformer"]).get_layer(
+        "encoder")
+    write_hub_preset(tmp_path / "preset", encoder)
+    with pytest.raises(EncoderWeightsError, match=r"config.json: this preset is a MiT with blocks \[2, 2, 2, 2\] "
+                       r"and channels \[32, 64, 160, 256\], not mit_b1 .*: pick the matching encoder"):
+        get_model("segformer", (64, 64, 3), 2, encoder="mit_b1", encoder_weights=str(tmp_path / "preset"))
+    (tmp_path / "preset" / "config.json").unlink()
+    with h5py.File(tmp_path / "preset" / "model.weights.h5", "a") as file:
+        del file["layers/layer_normalization_3"]
+    with pytest.raises(EncoderWeightsError, match=r"not a keras-hub mit_b0 weights file \(2 of 192 tensors missing"):
+        get_model("segformer", (64, 64, 3), 2, encoder=MIT, encoder_weights=str(tmp_path / "preset"))
+    with pytest.raises(EncoderWeightsError, match="keras-hub preset folder not found"):
+        get_model("segformer", (64, 64, 3), 2, encoder=MIT, encoder_weights=str(tmp_path / "nowhere" / "preset"))
+
+
+def test_mit_preset_handle_offline_and_imagenet_are_one_line(monkeypatch):
+    monkeypatch.setenv("SEGKIT_OFFLINE", "1")
+    handle = "kaggle://keras/mit/keras/mit_b0_ade20k_512"
+    with pytest.raises(EncoderWeightsError) as error:
+        get_model("segformer", (64, 64, 3), 2, encoder=MIT, encoder_weights=handle)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"keras-hub preset {handle} is not on this machine and "
+                                                       "SEGKIT_OFFLINE is set")
+    assert f"from_preset('{handle}').save_to_preset('<folder>')" in message
+    with pytest.raises(EncoderWeightsError, match=f"has no keras.applications ImageNet file: .*e.g. {handle}"):
+        get_model("segformer", (64, 64, 3), 2, encoder=MIT, encoder_weights="imagenet")
+
+
+def test_mit_matches_keras_hub_on_its_own_preset(tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
+    depths, dims = MIT_VARIANTS[MIT]
     backbone = keras_hub.models.MiTBackbone(
-        layerwise_depths=[1, 1, 1, 1], num_layers=4, layerwise_num_heads=[1, 1, 1, 1],
-        layerwise_sr_ratios=[8, 4, 2, 1], max_drop_path_rate=0.0, layerwise_patch_sizes=[7, 3, 3, 3],
-        layerwise_strides=[4, 2, 2, 2], hidden_dims=[4, 8, 8, 8], image_shape=(64, 64, 3))
+        layerwise_depths=list(depths), num_layers=4, layerwise_num_heads=[1, 2, 5, 8],
+        layerwise_sr_ratios=[8, 4, 2, 1], max_drop_path_rate=0.1, layerwise_patch_sizes=[7, 3, 3, 3],
+        layerwise_strides=[4, 2, 2, 2], hidden_dims=list(dims), image_shape=(64, 64, 3))
     rng = np.random.default_rng(5)
     for weight in backbone.weights:
-        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+        weight.assign(rng.normal(scale=0.2, size=weight.shape).astype("float32"))
     backbone.save_to_preset(str(tmp_path / "preset"))
-    model = get_model("segformer", (64, 64, 3), 2, encoder="mit_b0", encoder_weights=str(tmp_path / "preset"),
+    model = get_model("segformer", (None, None, 3), 2, encoder=MIT, encoder_weights=str(tmp_path / "preset"),
                       **TINY_DECODERS["segformer"])
-    assert predict(model, images(size=(64, 64))).shape == (2, 64, 64, 2)
-    expected = backbone.weights
-    for ours, theirs in zip(model.get_layer("encoder").weights, expected, strict=True):
-        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-    assert f"loaded {len(expected)}/{len(expected)} weight tensors from keras-hub preset" in model.encoder_report
+    encoder = model.get_layer("encoder")
+    with h5py.File(tmp_path / "preset" / "model.weights.h5", "r") as file:
+        for variable, path in hub_weight_paths(encoder):
+            np.testing.assert_array_equal(variable.numpy(), file[path][()])
+    x = images(size=(64, 64))
+    theirs = keras.Model(backbone.inputs, backbone.pyramid_outputs)(x)
+    ours = encoder(x)
+    for key, feature in zip(sorted(theirs), ours, strict=True):  # keras-hub's GELU is the tanh approximation
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(feature), keras.ops.convert_to_numpy(theirs[key]),
+                                   atol=2e-2)
+
+
+def test_mit_flops_and_receptive_field_count_the_attention(capsys):
+    from models.flops import count_macs
+    from models.receptive_field import theoretical_receptive_field
+
+    model = get_model("segformer", (256, 256, 3), 2, encoder=MIT, embed_dim=8)
+    block = model.get_layer("encoder").get_layer("block_0_0")  # 64x64 tokens, 32 channels, keys 8x8
+    tokens, context = 64 * 64, 8 * 8
+    expected = 2 * tokens * 32 * 32 + 2 * context * 32 * 32 + tokens * 32 * 32 + 2 * tokens * context * 32 + \
+        2 * tokens * 32 * 128 + tokens * 128 * 9
+    assert block.count_macs((None, 64, 64, 32)) == expected
+    assert count_macs(model) > 8 * expected
+    assert theoretical_receptive_field(model) >= 256  # one attention block sees the whole image
 
 
 def test_gray_images_go_through_the_rgb_encoder():
@@ -306,10 +418,11 @@ def test_config_with_an_encoder_drops_the_plain_unet_defaults():
 
 
 @pytest.mark.slow
-def test_int8_tflite_export_of_a_small_encoder_model(tmp_path):
+@pytest.mark.parametrize("decoder, encoder", [("fpn", SMALL), ("segformer", "mit_b0")])
+def test_int8_tflite_export_of_an_encoder_model(decoder, encoder, tmp_path):
     from app.core.export import LiteRTModel, convert_tflite, litert_compatible, tflite_archive
 
-    model = get_model("fpn", (None, None, 3), 3, encoder=SMALL, **TINY_DECODERS["fpn"])
+    model = get_model(decoder, (None, None, 3), 3, encoder=encoder, **TINY_DECODERS[decoder])
     tflite_archive(litert_compatible(model), (64, 64)).write_out(str(tmp_path / "graph"), verbose=False)
     calibration = images(size=(64, 64), batch=4)
     (tmp_path / "model.tflite").write_bytes(convert_tflite(tmp_path / "graph", "tflite-int8", model, calibration))
