@@ -115,7 +115,8 @@ def _efficientnetv2(variant, file_hash):
 
 
 def _mix_transformer(variant):
-    return EncoderSpec(functools.partial(build_mit, variant), "torch", hub_preset=True)
+    return EncoderSpec(functools.partial(build_mit, *MIT_VARIANTS[variant], name=variant), "torch",
+                       hub_preset=True)
 
 
 ENCODERS = {

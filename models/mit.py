@@ -148,10 +148,9 @@ class MixTransformerBlock(keras.layers.Layer):
                 "drop_path": self.drop_path}
 
 
-def build_mit(variant, input_shape=(None, None, 3)):
-    """MiT `variant` (a key of `MIT_VARIANTS`) as a functional model whose outputs are its stage maps at strides
-    4, 8, 16 and 32 (each after the stage's layer norm)."""
-    depths, dims = MIT_VARIANTS[variant]
+def build_mit(depths, dims, input_shape=(None, None, 3), name="mit"):
+    """A MiT with `depths` blocks and `dims` channels per stage (`MIT_VARIANTS` holds SegFormer's) as a functional
+    model whose outputs are its stage maps at strides 4, 8, 16 and 32 (each after the stage's layer norm)."""
     rates = np.linspace(0.0, MAX_DROP_PATH, sum(depths)).tolist()
     inputs = keras.Input(input_shape)
     x, outputs, block = inputs, [], 0
@@ -165,7 +164,7 @@ def build_mit(variant, input_shape=(None, None, 3)):
             block += 1
         x = keras.layers.LayerNormalization(epsilon=NORM_EPSILON, name=f"norm_{stage}")(x)
         outputs.append(x)
-    return keras.Model(inputs, outputs, name=variant)
+    return keras.Model(inputs, outputs, name=name)
 
 
 # keras-hub presets ---------------------------------------------------------------------------------------------------

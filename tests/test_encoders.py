@@ -12,8 +12,8 @@ from models import encoders
 from models.deeplabv3plus import _mobilenetv2_dilation, _resnet50_dilation
 from models.encoders import (APPLICATIONS_URL, ENCODERS, EncoderWeightsError, dilation_changes, encoder_layers,
                              imagenet_weights_path, load_encoder_from)
-from models.mit import MIT_VARIANTS, hub_weight_paths
 from models.finetune import check_finetune_options, finetune_callbacks
+from models.mit import MIT_VARIANTS, build_mit, hub_weight_paths
 from models.registry import get_model, required_divisor
 
 SMALL = "mobilenetv3_small"
@@ -180,9 +180,25 @@ def check_mit_decoder(decoder, tmp_path):
     assert predict(model, images(size=(96, 160))).shape == (2, 96, 160, NUM_CLASSES)  # any size, not square
 
 
-@pytest.mark.multibackend
 def test_mit_under_segformer_takes_any_size_trains_saves_and_reloads(tmp_path):
     check_mit_decoder("segformer", tmp_path)
+
+
+@pytest.mark.multibackend
+def test_tiny_mit_layers_take_any_size_train_and_reload(tmp_path):
+    encoder = build_mit((1, 1, 1, 1), (8, 8, 10, 16))
+    x = keras.Input((None, None, 3))
+    model = keras.Model(x, keras.layers.Conv2D(2, 1)(encoder(x)[0]))
+    for size in ((64, 96), (96, 64)):
+        strides = [tuple(f.shape[1:3]) for f in encoder(images(size=size, batch=1))]
+        assert strides == [(size[0] // s, size[1] // s) for s in (4, 8, 16, 32)]
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.numpy().copy() for w in encoder.get_layer("block_0_0").trainable_weights]
+    assert np.isfinite(model.train_on_batch(images(), np.zeros((2, 16, 24), "int32")))
+    assert all(changed(before, [w.numpy() for w in encoder.get_layer("block_0_0").trainable_weights]))
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(predict(reloaded, images()), predict(model, images()), atol=1e-5)
 
 
 @pytest.mark.slow
