@@ -1,8 +1,8 @@
 """Mix Transformer (MiT), SegFormer's encoder (Xie et al., NeurIPS 2021), in `keras.ops` for any input size.
 
-Four stages, each an overlapping patch embedding (zero padding, a strided convolution, layer norm) and blocks whose attention
-shrinks keys and values by a strided convolution ("efficient self-attention") and whose feed-forward part holds a
-3x3 depthwise convolution in place of position embeddings. Tensors stay (batch, height, width, channels) between
+Four stages, each an overlapping patch embedding (zero padding, a strided convolution, layer norm) and blocks
+whose attention shrinks keys and values by a strided convolution ("efficient self-attention") and whose
+feed-forward part holds a 3x3 depthwise convolution in place of position embeddings. Tensors stay (batch, height, width, channels) between
 layers, so height and width are free (multiples of 32) and the model saves and reloads as a `.keras` file.
 
 Weights load by name from a keras-hub MiT preset (`config.json` + `model.weights.h5`, as `MiTBackbone.save_to_preset`
@@ -170,8 +170,6 @@ def build_mit(depths, dims, input_shape=(None, None, 3), name="mit"):
 # keras-hub presets ---------------------------------------------------------------------------------------------------
 
 HUB_WEIGHTS, HUB_CONFIG = "model.weights.h5", "config.json"
-
-
 HUB_NAMES = {"patch_embed": ("overlapping_patching_and_embedding", "/proj"),
              "patch_norm": ("overlapping_patching_and_embedding", "/norm"), "norm": ("layer_normalization", ""),
              "block": ("hierarchical_transformer_encoder", "")}
