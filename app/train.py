@@ -101,12 +101,12 @@ def main(argv=None):
 
     config_path = args.config or (None if args.data else DEFAULT_CONFIG)
     if args.plan or (args.data and not args.config):
-        from app.core.plan import planned_config
+        from app.core.plan import describe, planned_config
 
         config, plan, _, scanned = planned_config(config_path, overrides_from(args), runs_dir=args.runs_dir)
-        print(f"plan: {plan.summary()}; flags and config keys win over it (python -m app.plan --data "
-              f"{args.data or config['data']['path']} "
-              "explains each choice)")
+        changed = plan.set_elsewhere(config)
+        print(f"plan: {describe(config)} ({'flags and config set ' + ', '.join(changed) if changed else 'as planned'}"
+              f"; python -m app.plan --data {args.data or config['data']['path']} explains each choice)")
     else:
         config, scanned = load_config(config_path, overrides_from(args)), None
     train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute, started=started,

@@ -24,6 +24,7 @@ import time
 import pandas as pd
 import yaml
 
+from app.core.plan import describe
 from benchmarks.tables import write_runs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -91,14 +92,10 @@ def summary_of(run_dir):
     """The run's main settings and the epochs it ran (of those planned, where the budget guard shortened it)."""
     run_dir = pathlib.Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    data, model = config["data"], config["model"]
-    resize = f"resize {'x'.join(map(str, data['resize']))}, " if data.get("resize") else ""
     planned = config["train"]["epochs"]
     ran = len(pd.read_csv(run_dir / "history.csv")) if (run_dir / "history.csv").is_file() else planned
     epochs = f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
-    return (f"{resize}crop {'x'.join(map(str, data['image_size']))}, {model['name']} d{model.get('depth', '-')} "
-            f"f{model.get('base_filters', '-')}, batch {config['train']['batch_size']}, {config['loss']['name']}, "
-            f"vflip {config['augment']['vflip']}, {epochs}")
+    return f"{describe(config)}, {epochs}"
 
 
 def benchmark(name, budget, runs_dir, log=print):

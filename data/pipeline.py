@@ -118,3 +118,13 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         padding = (tf.constant(0.0), mask_pad, tf.constant(0.0))[: 3 if border_weights is not None else 2]
         dataset = dataset.padded_batch(batch_size, padding_values=padding)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batch_pixels(sizes, batch_size, divisor=1, resize=None):
+    """Pixels of each evaluation batch as `build_dataset(training=False)` pads it, from the images' (H, W) in
+    the frame's order: a cost measure for timing a few batches and scaling to the split."""
+    sides = np.array([resize if resize else size for size in sizes], dtype=np.int64).reshape(-1, 2)
+    sides = -(-sides // divisor) * divisor
+    return [len(chunk) * int(chunk[:, 0].max()) * int(chunk[:, 1].max())
+            for chunk in (sides[i:i + batch_size] for i in range(0, len(sides), batch_size))]
+

@@ -1,12 +1,17 @@
 """Time budgets: duration parsing, the epoch estimate, and a real budgeted run on the embedded nuclei data."""
 import json
 import time
+import types
+
+import keras
+import numpy as np
 
 import pandas as pd
 import pytest
+import tensorflow as tf
 import yaml
 
-from app.core.budget import Estimate, comparable, format_duration, parse_duration
+from app.core.budget import Estimate, comparable, format_duration, parse_duration, time_validation
 from app.core.config import ConfigError
 from app.train import main
 from train_helpers import TINY, only_run_dir
@@ -43,6 +48,29 @@ def test_resume_ignores_epochs_derived_from_a_budget():
     assert comparable(config) != comparable({"train": {"epochs": 7, "time_budget": "2m"}, "seed": 1})
     assert comparable({"train": {"epochs": 7, "time_budget": None}}) != comparable(
         {"train": {"epochs": 8, "time_budget": None}})
+
+
+def test_validation_is_timed_on_a_few_batches_and_scaled_by_pixels():
+    read = []
+    sizes = [8, 8] + [16] * 20 + [32]  # square sides of one-image batches
+
+    def load(index):
+        read.append(int(index))
+        side = sizes[int(index)]
+        return np.zeros((1, side, side, 1), np.float32), np.zeros((1, side, side, 1), np.float32)
+
+    val = tf.data.Dataset.range(len(sizes)).map(
+        lambda i: tf.numpy_function(load, [i], [tf.float32, tf.float32])).map(
+        lambda x, y: (tf.ensure_shape(x, [1, None, None, 1]), tf.ensure_shape(y, [1, None, None, 1])))
+    model = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="same")])
+    model.compile(loss="mse")
+    pixels = [side * side for side in sizes]
+    prepared = types.SimpleNamespace(val=val, val_batch_pixels=pixels)
+    extra, seconds = time_validation(model, prepared, types.SimpleNamespace(count=1), batches=2)
+    assert read.count(0) == read.count(1) == 2  # the first two batches, twice (tf.data reads a few ahead)
+    assert max(read) < len(sizes) - 1
+    assert seconds > 0 and extra >= 0
+    assert time_validation(model, types.SimpleNamespace(val=None), None) == (0.0, 0.0)
 
 
 @pytest.mark.slow

@@ -64,7 +64,8 @@ def check_decoder(decoder, encoder, tmp_path, **options):
 
 
 @pytest.mark.multibackend
-@pytest.mark.parametrize("decoder", sorted(TINY_DECODERS))
+@pytest.mark.parametrize("decoder", [pytest.param(d, marks=[pytest.mark.slow] if d in ("fpn", "segformer") else [])
+                                     for d in sorted(TINY_DECODERS)])  # test_models trains FPN/SegFormer on it too
 def test_small_encoder_under_every_decoder_trains_saves_and_reloads(decoder, tmp_path):
     check_decoder(decoder, SMALL, tmp_path)
 
@@ -359,6 +360,7 @@ def test_freezing_survives_resume_from_a_backup(tmp_path):
     assert not any(changed(frozen, encoder_weights(resumed)))
 
 
+@pytest.mark.slow
 def test_encoder_learning_rate_scale_moves_the_encoder_less():
     def trainable(model):
         inside = {id(w) for layer in encoder_layers(model) for w in layer.weights}

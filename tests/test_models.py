@@ -36,8 +36,13 @@ def test_every_registered_model_has_tiny_options():
     assert set(TINY) == set(MODELS)
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("name", sorted(MODELS))
+ENCODER_MODELS = {"fpn", "segformer"}
+"""Their encoder is also trained under every decoder in tests/test_encoders.py: RGB runs slow here."""
+
+
+@pytest.mark.parametrize("name, channels", [
+    pytest.param(name, channels, marks=[pytest.mark.slow] if channels == 3 and name in ENCODER_MODELS else [])
+    for name in sorted(MODELS) for channels in (1, 3)])
 def test_forward_train_save_reload(name, channels, tmp_path):
     input_shape = (None, None, channels) if channels == 1 else (SIZE, SIZE, channels)
     model = get_model(name, input_shape, NUM_CLASSES, **TINY[name])

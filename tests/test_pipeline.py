@@ -1,9 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from data.discovery import discover
 from data.masks import IGNORE_INDEX, MaskEncoding
-from data.pipeline import build_dataset
+from data.pipeline import build_dataset, eval_batch_pixels
 from data.synthetic import write_shapes_dataset
 
 
@@ -84,3 +85,16 @@ def test_elastic_deformation_moves_image_and_mask_together():
     assert set(np.unique(moved["mask"])) <= {0, 1, 2, 3}  # nearest: no new labels
     stripe_of_column = np.clip(np.round(moved["image"][..., 0] * 64), 0, 63) // 16  # where each pixel came from
     assert (stripe_of_column == moved["mask"]).mean() > 0.95
+
+
+@pytest.mark.parametrize("resize", [None, (50, 30)])
+def test_eval_batch_pixels_match_the_padded_batches(tmp_path, resize):
+    frames = [discover(write_shapes_dataset(tmp_path / f"{h}x{w}", count=n, size=(h, w)), val_fraction=0.0)
+              for h, w, n in ((40, 56, 3), (70, 20, 2), (17, 100, 2))]
+    frame = pd.concat(frames, ignore_index=True)
+    sizes = [(40, 56)] * 3 + [(70, 20)] * 2 + [(17, 100)] * 2
+    ds = build_dataset(frame, MaskEncoding("index", 3), training=False, batch_size=3, divisor=16, resize=resize)
+    padded = [int(np.prod(image.shape[:3])) for image, _ in _batches(ds)]
+    assert eval_batch_pixels(sizes, 3, divisor=16, resize=resize) == padded
+    assert len(padded) == 3 and (resize is not None or len(set(padded)) == 3)
+

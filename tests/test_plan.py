@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from app.core.plan import (Resources, gravity_aligned, make_plan, plan_batch, plan_crop, plan_depth, plan_loss,
+from app.core.plan import (Resources, describe, gravity_aligned, make_plan, plan_batch, plan_crop, plan_depth, plan_loss,
                            planned_config, unet_receptive_field, working_scale)
 from app.core.train import scan_dataset
 from app.plan import main as plan_main
@@ -215,6 +215,10 @@ def test_flags_and_config_keys_win_over_the_plan(tmp_path):
     assert plan["depth"] == 5 and config["model"]["depth"] == 2
     assert config["data"]["image_size"] == plan["crop"] and config["train"]["early_stopping_patience"] is None
     assert config["name"] == "nuclei-unet"
+    assert sorted(plan.set_elsewhere(config)) == ["augment.vflip", "model.depth", "train.batch_size"]
+    crop = "x".join(map(str, plan["crop"]))
+    assert describe(config).startswith(f"crop {crop}, unet d2 f{plan['base_filters']}, batch 3, {plan['loss']}")
+    assert describe(config).endswith(", flips h")
 
 
 def test_plan_command_writes_a_config_that_trains(tmp_path, capsys):
@@ -242,3 +246,5 @@ def test_another_model_gets_the_planned_crop_on_its_divisor(tmp_path):
     config, plan, *_ = planned_config(overrides=overrides + [{"model": {"name": "fcn8s"}}], resources=CPU,
                                      log=lambda *_: None)
     assert config["model"] == {"name": "fcn8s"} and config["data"]["image_size"] == [64, 64]
+    assert {"model.name", "data.image_size"} <= set(plan.set_elsewhere(config))
+    assert describe(config).startswith("crop 64x64, fcn8s, batch")

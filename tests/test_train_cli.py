@@ -19,6 +19,14 @@ def run_train(*args, cwd=REPO):
                           timeout=300)
 
 
+def train_here(capsys, *args):
+    """app.train's main in this process (no interpreter start-up): (exit code, stderr)."""
+    from app.train import main
+
+    code = main([*args])
+    return code, capsys.readouterr().err
+
+
 def test_one_epoch_writes_a_complete_run_folder(tmp_path):
     data = write_shapes_dataset(tmp_path / "shapes", count=8, size=(48, 48), num_classes=3)
     runs = tmp_path / "runs"
@@ -46,7 +54,7 @@ def test_one_epoch_writes_a_complete_run_folder(tmp_path):
     ("value", "sample_002.png: mask values 9 outside classes 0..2"),
     ("orphan", "sample_003.png: image has no mask"),
 ])
-def test_bad_data_gives_one_line_per_problem_and_no_traceback(tmp_path, breakage, expected):
+def test_bad_data_gives_one_line_per_problem_and_no_traceback(tmp_path, capsys, breakage, expected):
     data = write_shapes_dataset(tmp_path / "shapes", count=6, size=(32, 32), num_classes=3)
     if breakage == "corrupt":
         (data / "images" / "sample_001.png").write_bytes(b"\x89PNG broken")
@@ -57,23 +65,21 @@ def test_bad_data_gives_one_line_per_problem_and_no_traceback(tmp_path, breakage
         cv2.imwrite(str(data / "masks" / "sample_002.png"), np.full((32, 32), 9, np.uint8))
     else:
         (data / "masks" / "sample_003.png").unlink()
-    done = run_train("--data", str(data), "--mask", "index", "--num-classes", "3", "--epochs", "1",
-                     "--runs-dir", str(tmp_path / "runs"), *TINY)
-    assert done.returncode == 2
-    assert expected in done.stderr
-    assert "Traceback" not in done.stderr
+    code, err = train_here(capsys, "--data", str(data), "--mask", "index", "--num-classes", "3", "--epochs", "1",
+                           "--runs-dir", str(tmp_path / "runs"), *TINY)
+    assert code == 2 and expected in err and err.startswith("error: ")
     assert not (tmp_path / "runs").exists()
 
 
-def test_bad_config_values_are_one_line_errors(tmp_path):
-    done = run_train("--set", "train.epoch=3", "--runs-dir", str(tmp_path))
-    assert done.returncode == 2 and "unknown config key 'train.epoch' (did you mean 'epochs'?)" in done.stderr
-    done = run_train("--image-size", "250", "250", "--runs-dir", str(tmp_path))
-    assert done.returncode == 2
-    assert "must be a multiple of 16 for unet; nearest valid sizes: 240, 256" in done.stderr
-    done = run_train("--data", str(tmp_path / "missing"), "--runs-dir", str(tmp_path))
-    assert done.returncode == 2 and "missing: dataset path does not exist" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_bad_config_values_are_one_line_errors(tmp_path, capsys):
+    done = run_train("--set", "train.epoch=3", "--runs-dir", str(tmp_path))  # a real process: no traceback
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == ["error: unknown config key 'train.epoch' (did you mean 'epochs'?)"]
+    code, err = train_here(capsys, "--image-size", "250", "250", "--runs-dir", str(tmp_path))
+    assert code == 2 and "must be a multiple of 16 for unet; nearest valid sizes: 240, 256" in err
+    code, err = train_here(capsys, "--data", str(tmp_path / "missing"), "--runs-dir", str(tmp_path))
+    assert code == 2 and "missing: dataset path does not exist" in err
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow

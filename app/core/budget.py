@@ -1,8 +1,10 @@
 """Wall-clock time budgets (`train.time_budget`, `--time-budget 30m`): epochs fitted from a timed warm-up.
 
-Before training, a warm-up fits the model for two short epochs of WARMUP_STEPS steps, each with a full
-validation pass, on the real pipeline. The second epoch gives the time per training step and per validation
-pass; the first epoch's excess is the one-off cost (graph tracing, XLA compilation). On TensorFlow the warmed-up
+Before training, a warm-up fits the model for two short epochs of WARMUP_STEPS steps on the real pipeline and
+evaluates the first VAL_WARMUP_BATCHES validation batches twice. The second epoch gives the time per training
+step; the second evaluation, scaled by the padded pixels of the whole validation split to those of the batches
+timed, the time per validation pass; the first of each pair's excess is the one-off cost (graph tracing, XLA
+compilation). On TensorFlow the warmed-up
 model is then reset (weights, optimizer state) and trained, so that cost is paid once: its cosine schedule reads
 its length from a variable set after the warm-up. On other backends the warm-up model is thrown away and the
 real first epoch pays the one-off cost again. `train.epochs` becomes the largest count whose whole run (all
@@ -29,6 +31,8 @@ from app.core.config import ConfigError
 from app.core.outputs import atomic_path
 
 WARMUP_STEPS = 3
+VAL_WARMUP_BATCHES = 3
+"""Validation batches the warm-up times (a full pass of large images would cost minutes of the budget)."""
 SAFETY = 0.93
 """Fraction of the remaining budget that the estimate may fill (the rest absorbs timing noise)."""
 MAX_WARMUP_SHARE = 0.1
@@ -155,25 +159,37 @@ class Budget:
         log(f"time budget: {self.elapsed():.0f} s of {self.seconds:.0f} s used")
 
 
-class _WarmupTimer(keras.callbacks.Callback):
+class _EpochTimer(keras.callbacks.Callback):
+    """Seconds of each epoch."""
+
     def __init__(self):
         super().__init__()
-        self.train, self.val, self._mark = [], [], 0.0
+        self.seconds, self._mark = [], 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._mark = time.perf_counter()
 
-    def on_test_begin(self, logs=None):
-        self.train.append(time.perf_counter() - self._mark)
-        self._mark = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self.val.append(time.perf_counter() - self._mark)
-
     def on_epoch_end(self, epoch, logs=None):
-        if len(self.train) <= epoch:  # no validation data
-            self.train.append(time.perf_counter() - self._mark)
-            self.val.append(0.0)
+        self.seconds.append(time.perf_counter() - self._mark)
+
+
+def time_validation(model, prepared, setup, batches=VAL_WARMUP_BATCHES):
+    """(one-off seconds, seconds per validation pass): evaluate the first `batches` validation batches twice,
+    the first call traced, and scale the second by the split's padded pixels to theirs; (0, 0) without
+    validation data."""
+    from app.core.distribute import distribute_dataset
+
+    if prepared.val is None:
+        return 0.0, 0.0
+    pixels = prepared.val_batch_pixels
+    subset = prepared.val if pixels is None else prepared.val.take(batches)
+    scale = 1.0 if pixels is None else sum(pixels) / sum(pixels[:batches])
+    seconds = []
+    for _ in range(2):
+        mark = time.perf_counter()
+        model.evaluate(distribute_dataset(subset, setup), verbose=0)
+        seconds.append(time.perf_counter() - mark)
+    return max(seconds[0] - seconds[1], 0.0), seconds[1] * scale
 
 
 def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
@@ -195,15 +211,15 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     train_rows = int((prepared.frame["split"] == "train").sum())
     steps_per_epoch = max(1, train_rows // config["train"]["batch_size"]) if setup.count > 1 else \
         math.ceil(train_rows / config["train"]["batch_size"])
-    timer = _WarmupTimer()
-    val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
+    timer = _EpochTimer()
     # the training data itself (a repeated dataset has another iterator type: training would trace again),
     # both short epochs from one pass over it
     warm = max(1, min(steps, steps_per_epoch // 2))
     same = steps_per_epoch >= 2
     train_data = prepared.train if same else prepared.train.repeat()
-    model.fit(distribute_dataset(train_data, setup), validation_data=val, epochs=2, steps_per_epoch=warm,
-              callbacks=[timer], verbose=0, shuffle=False)
+    model.fit(distribute_dataset(train_data, setup), epochs=2, steps_per_epoch=warm, callbacks=[timer], verbose=0,
+              shuffle=False)
+    val_extra, val_s = time_validation(model, prepared, setup)
     with tempfile.TemporaryDirectory(prefix="segkit-budget-") as scratch:  # what the epoch-end callbacks write
         mark = time.perf_counter()
         model.save(f"{scratch}/model.keras")
@@ -214,19 +230,18 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     next(iterator)
     start = time.perf_counter() - mark
     del iterator
-    step_s = timer.train[1] / warm
-    extra = max(timer.train[0] - timer.train[1], 0.0) + max(timer.val[0] - timer.val[1], 0.0)
+    step_s = timer.seconds[1] / warm
+    extra = max(timer.seconds[0] - timer.seconds[1], 0.0) + val_extra
     # the final evaluation predicts the validation split (training split when none) once, tracing again
-    final = (timer.val[1] + max(timer.val[0] - timer.val[1], 0.0) if prepared.val is not None
-             else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
+    final = (val_s + val_extra if prepared.val is not None else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
     if length is None:
-        return Estimate(step_s, timer.val[1], saving, start, extra, final, steps_per_epoch), None, None
+        return Estimate(step_s, val_s, saving, start, extra, final, steps_per_epoch), None, None
     model.set_weights(weights)
     for variable, value in zip(model.optimizer.variables, optimizer_state):
         variable.assign(value)
     # the traced steps are reused; a last partial batch (a new shape) is traced once more
     retrace = extra if train_rows % config["train"]["batch_size"] or not same else 0.0
-    return Estimate(step_s, timer.val[1], saving, start, retrace, final, steps_per_epoch), model, length
+    return Estimate(step_s, val_s, saving, start, retrace, final, steps_per_epoch), model, length
 
 
 def schedule_steps(train, train_rows):

@@ -8,6 +8,7 @@ Explicit settings always win: `planned_config` applies the plan under the config
 import copy
 import dataclasses
 import functools
+import json
 import math
 import os
 
@@ -98,14 +99,29 @@ class Plan:
         width = max(len(d.name) for d in self.decisions)
         return "\n".join(f"{d.name:<{width}} = {_show(d.value)}\n{'':<{width}}   {d.reason}" for d in self.decisions)
 
-    def summary(self):
-        """A one-line digest (for benchmark tables)."""
-        resize = self["resize"]
-        flips = "h" + ("v" if self["vflip"] else "")
-        return (f"{'resize ' + 'x'.join(map(str, resize)) + ', ' if resize else ''}crop "
-                f"{'x'.join(map(str, self['crop']))}, unet d{self['depth']} f{self['base_filters']}, "
-                f"batch {self['batch_size']}, {self['loss']}"
-                f"{'+' + self['class_weights'] if self['class_weights'] != 'none' else ''}, flips {flips}")
+    def set_elsewhere(self, config):
+        """Keys the plan sets that `config` (after flags and config files) holds another value for."""
+        return [d.key for d in self.decisions
+                if d.key is not None and json.dumps(_lookup(config, d.key), default=str) != json.dumps(d.value, default=str)]
+
+
+def _lookup(config, key):
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def describe(config):
+    """A one-line digest of what a config trains (the summary line of app.train, benchmark tables)."""
+    data, model, loss, augment = config["data"], config["model"], config["loss"], config["augment"]
+    resize = f"resize {'x'.join(map(str, data['resize']))}, " if data.get("resize") else ""
+    shape = [model["encoder"]] if model.get("encoder") else [
+        f"{prefix}{model[key]}" for prefix, key in (("d", "depth"), ("f", "base_filters")) if key in model]
+    architecture = " ".join([model["name"], *shape])
+    weights = f"+{loss['class_weights']}" if loss.get("class_weights", "none") != "none" else ""
+    flips = "".join(side for side in "hv" if augment.get(f"{side}flip")) or "none"
+    return (f"{resize}crop {'x'.join(map(str, data['image_size']))}, {architecture}, "
+            f"batch {config['train']['batch_size']}, {loss['name']}{weights}, flips {flips}")
 
 
 def _show(value):

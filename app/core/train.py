@@ -32,7 +32,7 @@ from data.discovery import DatasetError
 from data.layouts import dataset_source, detection_line
 from data.masks import IGNORE_INDEX
 from data.multilabel import MULTILABEL, is_multilabel
-from data.pipeline import build_dataset
+from data.pipeline import build_dataset, eval_batch_pixels
 from data.scan import mask_encoding, scan
 from models.class_weights import class_weights_from_frequencies
 from models.encoders import check_encoder_weights
@@ -58,6 +58,8 @@ class PreparedData:
     source: object = None
     budget: object = None
     normalization: object = None
+    val_batch_pixels: list | None = None
+    """Padded pixels of each validation batch (`data.pipeline.eval_batch_pixels`), for timing a few."""
 
 
 def class_names_for(config, encoding, facts=None):
@@ -156,8 +158,10 @@ def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
     train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], **common)
     val_rows = frame[frame["split"] == "val"]
     val = build_dataset(val_rows, training=False, divisor=divisor, **common) if len(val_rows) else None
+    val_files = result.files[result.files["split"] == "val"]
+    val_pixels = eval_batch_pixels(val_files[["height", "width"]].to_numpy(), batch, divisor, data["resize"])
     return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source=source,
-                        normalization=norm)
+                        normalization=norm, val_batch_pixels=val_pixels if val is not None else None)
 
 
 def resolve_normalization(data, result):
