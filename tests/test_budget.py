@@ -1,11 +1,12 @@
 """Time budgets: duration parsing, the epoch estimate, and a real budgeted run on the embedded nuclei data."""
+import dataclasses
 import json
+import math
 import time
 import types
 
 import keras
 import numpy as np
-
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -37,9 +38,39 @@ def test_estimate_fits_whole_epochs_and_the_final_evaluation():
     estimate = Estimate(step_s=0.5, val_s=1.0, save_s=0.5, start_s=0.5, first_epoch_extra_s=10.0, final_s=5.0,
                         steps_per_epoch=8)
     assert estimate.epoch_s == 6.0
-    assert estimate.epochs_within(100.0) == 14  # 10 + 14 * 6 + 5 = 99
+    assert estimate.fit_within(100.0) == (14, 8)  # 10 + 14 * 6 + 5 = 99; 15 epochs of 7 steps would train fewer
     assert estimate.run_s(14) <= 100.0 < estimate.run_s(15)
-    assert estimate.epochs_within(1.0) == 1
+    assert estimate.fit_within(1.0) == (1, 1)
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (754.0, (3, 45)),  # 2 whole passes (92 steps) would leave 226 s unused: 3 epochs of 45 steps train 135
+    (1000.0, (4, 46)),  # 4 whole passes fit; 5 epochs of 35 steps would train fewer
+    (400.0, (1, 18)),  # not one pass: one epoch of 18 of the 46 steps, then validation and the final evaluation
+])
+def test_epochs_of_fewer_steps_use_what_whole_passes_leave(seconds, expected):
+    estimate = Estimate(step_s=4.18, val_s=36.1, save_s=0.9, start_s=0.1, first_epoch_extra_s=26.0, final_s=43.0,
+                        steps_per_epoch=46)
+    if seconds == 400.0:  # a slow validation pass over large images, as on DSB2018
+        estimate = dataclasses.replace(estimate, val_s=142.6, final_s=153.0)
+    epochs, steps = estimate.fit_within(seconds)
+    assert (epochs, steps) == expected
+    assert dataclasses.replace(estimate, steps_per_epoch=steps).run_s(epochs) <= seconds
+    assert dataclasses.replace(estimate, steps_per_epoch=steps + 1).run_s(epochs) > seconds or steps == 46
+
+
+def test_epochs_of_fewer_steps_end_the_schedule_at_its_floor(tmp_path):
+    # the embedded nuclei set (48 training images) is 6 batches of 8: epochs of 2 batches go on where the last
+    # one stopped, and the cosine schedule counts 2 steps per epoch
+    assert main(["--runs-dir", str(tmp_path), "--epochs", "3", "--set", "train.steps_per_epoch=2",
+                 "--set", "train.warmup_epochs=0", "--set", "train.jit_compile=false", *TINY]) == 0
+    run = only_run_dir(tmp_path)
+    history = pd.read_csv(run / "history.csv")
+    peak = yaml.safe_load((run / "config.yaml").read_text())["train"]["learning_rate"]
+    assert len(history) == 3
+    assert history["learning_rate"].iloc[-1] == pytest.approx(0.01 * peak, rel=1e-3)
+    assert history["learning_rate"].iloc[0] == pytest.approx(peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi / 3))),
+                                                             rel=1e-3)  # after 2 of 6 steps
 
 
 def test_resume_ignores_epochs_derived_from_a_budget():
@@ -103,7 +134,8 @@ def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
     from app.core.train import find_resumable_run
 
     config = load_config(overrides=[{"train": {"time_budget": "10m"}}])
-    saved = load_config(overrides=[{"train": {"time_budget": "10m", "epochs": 17, "warmup_epochs": 0.5}}])
+    saved = load_config(overrides=[{"train": {"time_budget": "10m", "epochs": 17, "warmup_epochs": 0.5,
+                                              "steps_per_epoch": 5}}])
     run = tmp_path / f"{config['name']}-20260101-000000"
     (run / "backup").mkdir(parents=True)
     dump_config(saved, run / "config.yaml")
@@ -114,6 +146,7 @@ def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
     lines = []
     budget = fit_to_budget(config, None, types.SimpleNamespace(mode="none"), run, time.monotonic(), lines.append)
     assert config["train"]["epochs"] == budget.epochs == 17 and config["train"]["warmup_epochs"] == 0.5
+    assert config["train"]["steps_per_epoch"] == 5
     assert 250 <= budget.elapsed() < 260
     assert "resumed run used 250 s" in lines[0] and "epochs stay 17" in lines[0]
     with pytest.raises(ConfigError, match="multiworker"):

@@ -1,4 +1,5 @@
 """Dataset fingerprint and planning rules: real statistics from real files, each rule on synthetic fingerprints."""
+import dataclasses
 import math
 
 import cv2
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from app.core.plan import (Resources, describe, gravity_aligned, make_plan, plan_batch, plan_crop, plan_depth, plan_loss,
-                           planned_config, unet_receptive_field, working_scale)
+from app.core.plan import (Resources, describe, gravity_aligned, make_plan, plan_batch, plan_crop, plan_depth,
+                           plan_loss, plan_width, planned_config, unet_receptive_field, working_scale)
 from app.core.train import scan_dataset
 from app.plan import main as plan_main
 from data.fingerprint import Fingerprint, ObjectStats, components
@@ -204,6 +205,18 @@ def test_time_budget_and_precision_decisions():
     assert make_plan(fingerprint(), CPU).overrides()["train"]["epochs"] == round(1500 / math.ceil(100 / 8))
     assert make_plan(fingerprint(), GPU).overrides()["train"]["precision"] == "auto"
     assert "mixed_bfloat16" in next(d.reason for d in make_plan(fingerprint(), GPU).decisions if d.name == "precision")
+
+
+def test_width_follows_the_passes_a_cpu_budget_buys():
+    crop = [256, 256]  # 65536 pixels a crop: 2 cores at 24 k/s each train ~0.73 crops/s at 32 filters
+    small, large = 24, 531
+    one_hour = Resources(gpus=[], memory_bytes=4 * 1024**3, budget_s=3600)
+    assert plan_width(one_hour, crop, small)[0] == 32  # ~110 passes
+    width, reason = plan_width(one_hour, crop, large)  # ~5 passes
+    assert width == 16 and "~5.0 passes over the 531 training crops on 2 CPU cores" in reason
+    assert plan_width(dataclasses.replace(one_hour, cpu_cores=32), crop, large)[0] == 32  # ~79 passes
+    assert plan_width(dataclasses.replace(one_hour, budget_s=None), crop, large)[0] == 32  # no budget
+    assert plan_width(GPU, crop, large)[0] == 32
 
 
 def test_flags_and_config_keys_win_over_the_plan(tmp_path):

@@ -4,12 +4,15 @@ Before training, a warm-up fits the model for two short epochs of WARMUP_STEPS s
 evaluates the first VAL_WARMUP_BATCHES validation batches twice. The second epoch gives the time per training
 step; the second evaluation, scaled by the padded pixels of the whole validation split to those of the batches
 timed, the time per validation pass; the first of each pair's excess is the one-off cost (graph tracing, XLA
-compilation). On TensorFlow the warmed-up
-model is then reset (weights, optimizer state) and trained, so that cost is paid once: its cosine schedule reads
-its length from a variable set after the warm-up. On other backends the warm-up model is thrown away and the
-real first epoch pays the one-off cost again. `train.epochs` becomes the largest count whose whole run (all
-epochs with their validation and checkpoints, the one-off cost and the final evaluation) ends within SAFETY of
-the budget left, so the cosine schedule reaches its floor at the last epoch instead of being cut off.
+compilation). On TensorFlow the warmed-up model is then reset (weights, optimizer state) and trained, so that
+cost is paid once: its cosine schedule reads its length from a variable set after the warm-up. On other backends
+the warm-up model is thrown away and the real first epoch pays the one-off cost again.
+
+`train.epochs` and `train.steps_per_epoch` are set so that the whole run (all epochs with their validation and
+checkpoints, the one-off cost and the final evaluation) trains the most steps within SAFETY of the budget left
+(`Estimate.fit_within`): whole passes over the data, or, where the remainder after the last whole pass would be
+lost or one pass does not fit at all, epochs of fewer steps that go on where the previous one stopped (Keras's
+`steps_per_epoch`); the cosine schedule reaches its floor at the last epoch instead of being cut off.
 
 The run folder's budget.json keeps the budget, the estimate, the epochs and the elapsed time; a resumed run keeps
 its epochs and reports the budget left. At each epoch end a guard compares the epochs measured so far with the
@@ -68,12 +71,12 @@ def format_duration(seconds):
 
 
 def comparable(config):
-    """The config as resume compares it: with a time budget, the epochs (and warm-up epochs) were derived from it,
-    so they do not count."""
+    """The config as resume compares it: with a time budget, the epochs (their learning-rate warm-up and their
+    steps) were derived from it, so they do not count."""
     config = json.loads(json.dumps(config))
     if config.get("train", {}).get("time_budget") is not None:
-        config["train"].pop("epochs", None)
-        config["train"].pop("warmup_epochs", None)
+        for key in ("epochs", "warmup_epochs", "steps_per_epoch"):
+            config["train"].pop(key, None)
     return config
 
 
@@ -94,9 +97,19 @@ class Estimate:
     def epoch_s(self):
         return self.steps_per_epoch * self.step_s + self.val_s + self.save_s + self.start_s
 
-    def epochs_within(self, seconds):
-        """The most epochs (at least 1) whose run fits in `seconds`."""
-        return max(1, math.floor((seconds - self.first_epoch_extra_s - self.final_s) / self.epoch_s))
+    def fit_within(self, seconds):
+        """(epochs, steps per epoch) that train the most steps in a run of `seconds`: whole passes over the data,
+        or one epoch more of fewer steps where that trains more (the time a last whole pass does not fit pays for
+        the extra validation), or a single shorter epoch where one pass does not fit; at least one step."""
+        overhead = self.val_s + self.save_s + self.start_s
+        available = seconds - self.first_epoch_extra_s - self.final_s
+        whole = math.floor(available / self.epoch_s)
+        best = (1, 1)
+        for epochs in sorted({max(whole, 1), whole + 1}):
+            steps = min(self.steps_per_epoch, math.floor((available / epochs - overhead) / self.step_s))
+            if epochs * steps > best[0] * best[1]:
+                best = (epochs, steps)
+        return best
 
     def run_s(self, epochs):
         return self.first_epoch_extra_s + epochs * self.epoch_s + self.final_s
@@ -247,7 +260,7 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
 def schedule_steps(train, train_rows):
     """{warmup_steps, decay_steps} of the cosine schedule for the `train` section's epochs, as
     `app.core.train._optimizer` computes them."""
-    steps = math.ceil(train_rows / train["batch_size"])
+    steps = train.get("steps_per_epoch") or math.ceil(train_rows / train["batch_size"])
     warmup = int(train["warmup_epochs"] * steps)
     return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}
 
@@ -262,6 +275,7 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         state_path = resume_dir / "budget.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         config["train"]["warmup_epochs"] = saved["train"]["warmup_epochs"]
+        config["train"]["steps_per_epoch"] = saved["train"].get("steps_per_epoch")
         config["train"]["epochs"] = state.get("epochs", saved["train"]["epochs"])  # the guard may have shortened it
         budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
                         Estimate(**state["estimate"]) if state.get("estimate") else None, config["train"]["epochs"])
@@ -273,21 +287,25 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
     train_rows = int((prepared.frame["split"] == "train").sum())
     budget = Budget(seconds, started, estimate=estimate, model=model, length=length, train_rows=train_rows)
     left = SAFETY * seconds - budget.elapsed()
-    epochs = estimate.epochs_within(left)
+    epochs, steps = estimate.fit_within(left)
+    whole = estimate.steps_per_epoch
+    config["train"]["steps_per_epoch"] = steps if steps < whole else None
+    budget.estimate = dataclasses.replace(estimate, steps_per_epoch=steps)
     budget.epochs = config["train"]["epochs"] = epochs
     if config["train"]["warmup_epochs"] > MAX_WARMUP_SHARE * epochs:
         config["train"]["warmup_epochs"] = round(MAX_WARMUP_SHARE * epochs, 2)
         log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
     budget.set_schedule(config["train"])
-    log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; an epoch takes "
-        f"~{estimate.epoch_s:.1f} s ({estimate.steps_per_epoch} steps x {estimate.step_s:.2f} s + validation "
-        f"{estimate.val_s:.1f} s + saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), "
-        f"first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final evaluation "
-        f"{estimate.final_s:.0f} s -> train.epochs {epochs}, expected end at "
-        f"{budget.elapsed() + estimate.run_s(epochs):.0f} s")
-    if estimate.run_s(1) > left:
-        log(f"warning: {max(left, 0):.0f} s of the budget are left after the warm-up, but one epoch with the final "
-            f"evaluation takes ~{estimate.run_s(1):.0f} s: training one epoch")
+    shorter = (f" of {steps} steps (train.steps_per_epoch; a pass is {whole}: each epoch goes on where the last "
+               "one stopped)" if steps < whole else "")
+    log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; a pass takes "
+        f"~{estimate.epoch_s:.1f} s ({whole} steps x {estimate.step_s:.2f} s + validation {estimate.val_s:.1f} s + "
+        f"saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), first-epoch extra "
+        f"{estimate.first_epoch_extra_s:.0f} s, final evaluation {estimate.final_s:.0f} s -> train.epochs "
+        f"{epochs}{shorter}, expected end at {budget.elapsed() + budget.estimate.run_s(epochs):.0f} s")
+    if budget.estimate.run_s(epochs) > left:
+        log(f"warning: {max(left, 0):.0f} s of the budget are left after the warm-up, but one training step with "
+            f"the validation and the final evaluation takes ~{budget.estimate.run_s(1):.0f} s: the run will overrun")
     return budget
 
 

@@ -47,6 +47,7 @@ DEFAULTS = {
     "train": {
         "batch_size": 8,
         "epochs": 40,
+        "steps_per_epoch": None,
         "optimizer": "adamw",
         "learning_rate": 3e-3,
         "weight_decay": 1e-4,

@@ -38,6 +38,11 @@ BACKGROUND_SHARE = 0.5
 """Class 0 with more than this pixel share is background: its 'objects' do not set the scale."""
 TARGET_STEPS = 1500
 """Optimizer steps a plan without a time budget aims for."""
+MIN_PASSES = 20
+"""Passes over the training images a CPU budget must buy at 32 base filters; fewer: 16 filters."""
+CPU_PIXELS_PER_CORE_S = 24_000
+"""Training-crop pixels per second and CPU core of a 32-filter U-Net in float32 (measured on 2 cores: 44-49 k/s
+for depth 4 on CamVid and ISBI crops; 16 filters are about 2.4x faster)."""
 ACTIVATION_BYTES_PER_PIXEL_FILTER = 2 * 24 * 4
 """U-Net training memory per input pixel and base filter: levels sum to ~2x the top level, ~24 stored tensors
 per level (encoder and decoder convolutions, batch norm, activations, their gradients), float32 bytes."""
@@ -50,6 +55,7 @@ class Resources:
     gpus: list
     memory_bytes: int
     budget_s: float | None = None
+    cpu_cores: int = 2
 
     @classmethod
     def detect(cls, budget_s=None):
@@ -61,7 +67,7 @@ class Resources:
             memory = (gpu_memory_bytes() or 16 * 1024**3) // 2
         else:
             memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 4
-        return cls(gpus=gpus, memory_bytes=int(memory), budget_s=budget_s)
+        return cls(gpus=gpus, memory_bytes=int(memory), budget_s=budget_s, cpu_cores=len(os.sched_getaffinity(0)))
 
 
 @dataclasses.dataclass
@@ -101,8 +107,10 @@ class Plan:
 
     def set_elsewhere(self, config):
         """Keys the plan sets that `config` (after flags and config files) holds another value for."""
-        return [d.key for d in self.decisions
-                if d.key is not None and json.dumps(_lookup(config, d.key), default=str) != json.dumps(d.value, default=str)]
+        def plain(value):
+            return json.dumps(value, default=str)
+
+        return [d.key for d in self.decisions if d.key is not None and plain(_lookup(config, d.key)) != plain(d.value)]
 
 
 def _lookup(config, key):
@@ -225,11 +233,18 @@ def plan_depth(crop, receptive_field=unet_receptive_field):
     raise AssertionError("unreachable")
 
 
-def plan_width(resources):
-    """(base filters, reason)."""
-    if resources.gpus or resources.budget_s is None or resources.budget_s >= 1800:
+def plan_width(resources, crop, train_images):
+    """(base filters, reason): 32, or 16 where a CPU budget buys fewer than MIN_PASSES passes over the training
+    images at 32 filters (CPU_PIXELS_PER_CORE_S per core)."""
+    if resources.gpus or resources.budget_s is None:
         return 32, "32 base filters (U-Net and nnU-Net default)"
-    return 16, "16 base filters: a CPU budget under 30 minutes buys more epochs with a narrower network"
+    pass_pixels = train_images * crop[0] * crop[1]
+    passes = resources.budget_s * CPU_PIXELS_PER_CORE_S * resources.cpu_cores / pass_pixels
+    if passes >= MIN_PASSES:
+        return 32, f"32 base filters (U-Net and nnU-Net default): the budget buys ~{passes:.0f} passes on this CPU"
+    return 16, (f"16 base filters: at 32 the budget would buy only ~{passes:.1f} passes over the {train_images} "
+                f"training crops on {resources.cpu_cores} CPU cores (< {MIN_PASSES}); a narrower network trains "
+                f"~2.4x the steps")
 
 
 def plan_batch(crop, base_filters, train_images, resources):
@@ -322,7 +337,7 @@ def make_plan(fp, resources):
         if rounded == crop:
             break
         crop = rounded
-    base, base_reason = plan_width(resources)
+    base, base_reason = plan_width(resources, crop, fp.train_images)
     batch, batch_reason = plan_batch(crop, base, fp.train_images, resources)
     loss, weights, loss_reason = plan_loss(fp)
     augment = plan_augment(fp)

@@ -252,6 +252,7 @@ RULES = {
     "loss.name": text,
     "train.batch_size": integer(minimum=1),
     "train.epochs": integer(minimum=1),
+    "train.steps_per_epoch": optional(integer(minimum=1)),
     "train.optimizer": choice("adamw", "adam", "sgd"),
     "train.learning_rate": number(above=0),
     "train.weight_decay": number(minimum=0),

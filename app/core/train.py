@@ -241,7 +241,7 @@ def compile_model(model, config, prepared, class_weights=None):
                         **loss_config)
         metrics = segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX)
     train = config["train"]
-    steps = math.ceil((prepared.frame["split"] == "train").sum() / train["batch_size"])
+    steps = train.get("steps_per_epoch") or math.ceil((prepared.frame["split"] == "train").sum() / train["batch_size"])
     model.compile(optimizer=_optimizer(train, steps), loss=loss, metrics=metrics,
                   jit_compile=train["jit_compile"], steps_per_execution=train["steps_per_execution"])
     return model
@@ -429,8 +429,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
     with interrupt.deferred():
         model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
-                  epochs=train["epochs"], callbacks=callbacks, shuffle=False,
-                  verbose=2 if train.get("verbose") == "epoch" else "auto")
+                  epochs=train["epochs"], steps_per_epoch=train.get("steps_per_epoch"), callbacks=callbacks,
+                  shuffle=False, verbose=2 if train.get("verbose") == "epoch" else "auto")
     if not checkpoint.exists():
         with atomic_path(checkpoint) as temp:
             model.save(temp)
