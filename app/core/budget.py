@@ -258,8 +258,8 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
 
 
 def schedule_steps(train, train_rows):
-    """{warmup_steps, decay_steps} of the cosine schedule for the `train` section's epochs, as
-    `app.core.train._optimizer` computes them."""
+    """{warmup_steps, decay_steps} of the cosine schedule for the `train` section's epochs (what
+    `app.core.train._optimizer` builds it with)."""
     steps = train.get("steps_per_epoch") or math.ceil(train_rows / train["batch_size"])
     warmup = int(train["warmup_epochs"] * steps)
     return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}

@@ -4,7 +4,6 @@ import dataclasses
 import datetime
 import gc
 import json
-import math
 import pathlib
 import shutil
 import signal
@@ -19,7 +18,7 @@ import pandas as pd
 import yaml
 
 from app.core import interrupt, multilabel
-from app.core.budget import BudgetGuard, comparable, fit_to_budget
+from app.core.budget import BudgetGuard, comparable, fit_to_budget, schedule_steps
 from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, SplitProgbarLogger,
                                 StopOnNonFiniteLoss, StopOnSignal, atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
@@ -213,11 +212,11 @@ def compute_class_weights(config, class_table):
     return class_weights_from_frequencies(class_table, scheme)
 
 
-def _optimizer(train, steps_per_epoch):
+def _optimizer(train, train_rows):
     lr = train["learning_rate"]
     if train["schedule"] == "cosine":
-        warmup = int(train["warmup_epochs"] * steps_per_epoch)
-        total = max(train["epochs"] * steps_per_epoch - warmup, 1)
+        lengths = schedule_steps(train, train_rows)
+        warmup, total = lengths["warmup_steps"], lengths["decay_steps"]
         lr = keras.optimizers.schedules.CosineDecay(lr * 0.1 if warmup else lr, total, alpha=0.01,
                                                     warmup_target=lr if warmup else None, warmup_steps=warmup)
     elif train["schedule"] != "constant":
@@ -241,8 +240,8 @@ def compile_model(model, config, prepared, class_weights=None):
                         **loss_config)
         metrics = segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX)
     train = config["train"]
-    steps = train.get("steps_per_epoch") or math.ceil((prepared.frame["split"] == "train").sum() / train["batch_size"])
-    model.compile(optimizer=_optimizer(train, steps), loss=loss, metrics=metrics,
+    train_rows = int((prepared.frame["split"] == "train").sum())
+    model.compile(optimizer=_optimizer(train, train_rows), loss=loss, metrics=metrics,
                   jit_compile=train["jit_compile"], steps_per_execution=train["steps_per_execution"])
     return model
 
