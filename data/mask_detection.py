@@ -21,6 +21,11 @@ SURVEY_LIMIT = 10_000
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 MAX_COLOURS = 1024
 """More distinct colours than this is a photo or a lossy colour mask, not a class mask."""
+STRAY_MASKS, STRAY_SHARE = 2, 0.001
+"""A top class value in at most this many masks and this share of the pixels, with an empty class below it,
+is taken for a stray value (a slip of the brush, an anti-aliased edge) and reported rather than trained."""
+MAX_LEVELS, LEVEL_SHARE = 8, 0.95
+"""JPEG masks of at most this many grey levels, this share of pixels near one of them, are snapped to them."""
 
 
 @dataclasses.dataclass
@@ -41,6 +46,8 @@ class MaskSurvey:
     dtype_max: int
     surveyed: int
     total: int
+    value_masks: dict = dataclasses.field(default_factory=dict)
+    """Value (grey masks) or ("colour", code) -> the first STRAY_MASKS + 1 masks holding it."""
 
     @property
     def values(self):
@@ -69,6 +76,12 @@ def _file_facts(path):
     return path, "grey", histogram, palette, mask.dtype
 
 
+def _note_mask(table, key, path):
+    found = table.setdefault(key, [])
+    if len(found) <= STRAY_MASKS:
+        found.append(path)
+
+
 def survey_masks(paths, workers=4):
     """Read the masks (an even sample beyond SURVEY_LIMIT) and collect their values; see MaskSurvey."""
     paths = [str(p) for p in paths]
@@ -89,6 +102,7 @@ def survey_masks(paths, workers=4):
                 for code, count in counts.items():
                     survey.colours[code] = survey.colours.get(code, 0) + count
                     survey.colour_file.setdefault(code, path)
+                    _note_mask(survey.value_masks, ("colour", code), path)
                 continue
             survey.grey_files.append(path)
             if len(counts) > len(survey.histogram):
@@ -96,6 +110,7 @@ def survey_masks(paths, workers=4):
             survey.histogram[: len(counts)] += counts
             for value in np.flatnonzero(counts):
                 survey.value_file.setdefault(int(value), path)
+                _note_mask(survey.value_masks, int(value), path)
             if palette is not None:
                 survey.palettes.append((path, palette, np.flatnonzero(counts)))
     if survey.surveyed and not survey.grey_files and not survey.colour_files:
@@ -145,23 +160,27 @@ def detect_encoding(config, mask_paths, facts=None, workers=4):
                         f"predicts it (mIoU 1.0 for nothing learnt); binary masks are 2 classes, background and "
                         f"foreground: leave data.num_classes unset or set it to 2")
     names = _attr(facts, "class_names")
-    if num_classes is None and names and not config.get("class_names"):
+    standard = _attr(facts, "standard")
+    class_source = _attr(facts, "class_source") if names and not standard else None
+    if num_classes is None and class_source and not config.get("class_names"):
         num_classes = len(names)
     palette, source = None, None
     if config.get("palette"):
         palette, source = read_palette(config["palette"]), "data.palette"
     elif _attr(facts, "palette") is not None:
-        palette, source = _attr(facts, "palette"), "the layout's palette"
+        palette, source = _attr(facts, "palette"), class_source or "the layout's palette"
     void = config.get("void")
     void_source = "data.void" if void is not None else None
     if void is None and _attr(facts, "void") is not None:
         void, void_source = _attr(facts, "void"), "the layout"
     label_map = _attr(facts, "label_map")
-    common = dict(invert=bool(config.get("invert", False)), class_names=tuple(names) if names else None)
+    fixed_names = tuple(names) if names and not standard else None
+    common = dict(invert=bool(config.get("invert", False)), class_names=fixed_names)
     survey = survey_masks(mask_paths, workers)
     sampled = f"; {survey.surveyed} of {survey.total} masks surveyed" if survey.surveyed < survey.total else ""
 
-    if kind == "rgb" or (kind == "auto" and (config.get("palette") or survey.colour_files)):
+    colour_palette = palette is not None and kind == "auto" and _grey_palette_colours(survey, palette)
+    if kind == "rgb" or (kind == "auto" and (config.get("palette") or survey.colour_files)) or colour_palette:
         encoding = _rgb_encoding(survey, palette, source, void, num_classes, common)
     elif kind == "binary":
         encoding = _binary_encoding(survey, config, void, common, "data.mask: binary; ")
@@ -172,7 +191,52 @@ def detect_encoding(config, mask_paths, facts=None, workers=4):
     if palette is not None and encoding.colours is None:
         encoding = dataclasses.replace(encoding, colours=_palette_colours(palette, encoding.void,
                                                                           encoding.num_classes))
+    if class_source and config.get("num_classes") is None and encoding.kind != "binary":
+        _check_classes(survey, encoding, class_source)
+        reason = encoding.reason if class_source in encoding.reason else f"{encoding.reason}; {class_source}"
+        encoding = dataclasses.replace(encoding, class_source=class_source, reason=reason)
+    elif standard and config.get("num_classes") is None and encoding.kind != "binary":
+        encoding = _fit_standard(encoding, standard, names)
     return dataclasses.replace(encoding, reason=encoding.reason + sampled) if sampled else encoding
+
+
+def _grey_palette_colours(survey, palette):
+    """True where single-channel masks hold the grey colours of a class palette, not class indexes: every value
+    v is the colour (v, v, v) of a palette row and some value is beyond the class indexes."""
+    values = [int(v) for v in survey.values]
+    if survey.colour_files or survey.palettes or not values:
+        return False
+    greys = {int(r) for r, g, b in zip(palette["r"], palette["g"], palette["b"]) if r == g == b}
+    return set(values) <= greys and max(values) >= len(palette)
+
+
+def _check_classes(survey, encoding, class_source):
+    """Refuse mask values beyond the classes a label file gives, once, naming a mask and the file."""
+    if encoding.kind != "index" or encoding.label_map or encoding.levels:
+        return
+    beyond = [int(v) for v in survey.values if v >= encoding.num_classes and v != encoding.void]
+    if beyond:
+        raise ReadError(f"{survey.value_file[beyond[0]]}: mask values {_values_text(beyond)} are not among the "
+                        f"{class_source}, classes 0..{encoding.num_classes - 1}"
+                        + (f" and void {encoding.void}" if encoding.void is not None else "")
+                        + "; add them to that file, or set --set data.void=V where V marks pixels to ignore")
+
+
+def _fit_standard(encoding, standard, names):
+    """Say how the masks' classes fit a benchmark's list, e.g. "PASCAL VOC's 21 classes"; names from it, with
+    `class_<i>` beyond."""
+    title, size = standard
+    count = encoding.num_classes
+    if count == size:
+        text = f"{title}'s {size} classes"
+    elif count < size:
+        text = f"classes 0..{count - 1} of {title}'s {size} (no mask uses a higher one)"
+    else:
+        text = f"{count} classes: {title}'s {size} and {count - size} more"
+    named = None
+    if names:
+        named = tuple(list(names)[:count] + [f"class_{i}" for i in range(len(names), count)])
+    return dataclasses.replace(encoding, reason=f"{encoding.reason}; {text}", class_names=named)
 
 
 def _palette_colours(palette, void, num_classes):
@@ -190,6 +254,8 @@ def _rgb_encoding(survey, palette, source, void, num_classes, common):
         else:
             why = f"colours of {source}"
         classes = len([i for i in indexes if i != void])
+        if source != "data.palette":
+            _check_colours(survey, {**({} if survey.palettes else grey), **survey.colour_file}, palette, source)
         return MaskEncoding("rgb", int(num_classes or classes), void=void, palette=palette, reason=why, **common)
     colours = {**grey, **survey.colour_file}
     voc = voc_colormap()
@@ -206,6 +272,11 @@ def _rgb_encoding(survey, palette, source, void, num_classes, common):
                         f"data.palette=PALETTE.csv (columns name,r,g,b, one row per class colour; index 255 = void)")
     used = sorted(voc_codes[c] for c in colours)
     classes = [i for i in used if i != VOC_VOID_INDEX]
+    if num_classes is None:
+        codes = {voc_codes[c]: c for c in colours}
+        _refuse_strays(classes, lambda i: survey.colours.get(codes[i], 0) or survey.histogram[codes[i] & 255],
+                       lambda i: survey.value_masks.get(("colour", codes[i])) or survey.value_masks.get(codes[i] & 255),
+                       lambda i: f"colour {_colour_text(codes[i])} (VOC index {i})")
     count = int(num_classes or (max(classes) + 1 if classes else 1))
     if count < 2:
         raise ReadError(f"{example}: the colour masks hold one class only ({_colour_text(next(iter(colours)))}): "
@@ -217,6 +288,41 @@ def _rgb_encoding(survey, palette, source, void, num_classes, common):
     why += ", (224,224,192) void" if VOC_VOID_INDEX in used else ""
     return MaskEncoding("rgb", count, void=void, palette=table, reason=why,
                         colours=voc[:count].copy(), **common)
+
+
+def _check_colours(survey, colours, palette, source):
+    """Refuse colours that no palette row has, once, naming a mask that holds them."""
+    rgb = palette[["r", "g", "b"]].to_numpy().astype(np.int64)
+    known = set(((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).tolist())
+    unknown = sorted(code for code in colours if code not in known)
+    if not unknown:
+        return
+    if len(colours) > MAX_COLOURS:
+        raise ReadError(f"{colours[unknown[0]]}: {len(colours)} distinct colours: a photo or a JPEG-compressed colour "
+                        f"mask, not a class mask; check data.masks_dir, or save colour masks as PNG")
+    listed = ", ".join(_colour_text(c) for c in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+    raise ReadError(f"{colours[unknown[0]]}: {len(unknown)} mask colour(s) not in the {source}: {listed}; add them "
+                    f"there (or fix the masks)")
+
+
+def _refuse_strays(classes, pixels_of, masks_of, what=str, void_hint=False):
+    """Refuse top classes that look like stray values: in at most STRAY_MASKS masks and STRAY_SHARE of the pixels,
+    with a class no mask uses between them and the others (they would be trained as near-empty classes)."""
+    rest, strays = list(classes), []
+    total = sum(int(pixels_of(c)) for c in classes)
+    while len(rest) >= 3 and rest[-1] - rest[-2] >= 2 and len(masks_of(rest[-1]) or ()) <= STRAY_MASKS \
+            and pixels_of(rest[-1]) <= STRAY_SHARE * total:
+        strays.append(rest.pop())
+    if not strays:
+        return
+    top = strays[0]
+    masks = sorted({m for c in strays for m in masks_of(c)})
+    pixels = sum(int(pixels_of(c)) for c in strays)
+    raise ReadError(f"{masks[0]}: {', '.join(what(c) for c in reversed(strays))} in only {pixels} pixel(s) of "
+                    f"{len(masks)} mask(s) ({', '.join(pathlib.Path(m).name for m in masks)}), far above the other "
+                    f"classes {_values_text(rest)}: a stray value? it would add {top - rest[-1]} class(es) that hold "
+                    f"nothing else. Fix those masks, or set --set data.num_classes={top + 1} to train them as "
+                    f"classes" + (f" (--set data.void={top} to ignore those pixels)" if void_hint and len(strays) == 1 else ""))
 
 
 def _two_values(values):
@@ -250,6 +356,34 @@ def _near_binary(survey):
     return top // 2, f"{origin} with {share:.1f}% of pixels near 0 or {top}: binary, threshold {top // 2}"
 
 
+def _grey_levels(survey):
+    """(levels, text) for lossy masks of a few well-separated grey levels (JPEG-saved 0/128/255 masks): at most
+    MAX_LEVELS peaks, each holding 0.5% of the pixels or more and 24 values or more from the next, with
+    LEVEL_SHARE of the pixels near one of them; None otherwise."""
+    histogram = survey.histogram
+    if survey.dtype_max > 255 or len(histogram) > 256:
+        return None
+    total = int(histogram.sum())
+    levels = []
+    for value in np.argsort(histogram, kind="stable")[::-1]:
+        if histogram[value] < 0.005 * total:
+            break
+        if all(abs(int(value) - level) >= 24 for level in levels):
+            levels.append(int(value))
+        if len(levels) > MAX_LEVELS:
+            return None
+    levels.sort()
+    if len(levels) < 2:
+        return None
+    radius = max(4, min(b - a for a, b in zip(levels, levels[1:])) // 4)
+    near = sum(int(histogram[max(0, level - radius): level + radius + 1].sum()) for level in levels)
+    if near < LEVEL_SHARE * total:
+        return None
+    return tuple(levels), (f"JPEG masks of {len(levels)} grey levels {', '.join(map(str, levels))} ({100 * near / total:.1f}% "
+                           f"of pixels within {radius} of one; compression noise snapped to the nearest level): "
+                           f"classes 0..{len(levels) - 1} in level order")
+
+
 def _binary_encoding(survey, config, void, common, prefix=""):
     values = survey.values
     threshold, why = config.get("threshold"), None
@@ -273,14 +407,17 @@ def _binary_encoding(survey, config, void, common, prefix=""):
 
 
 def _mapped_encoding(survey, label_map, num_classes, common):
-    mapped = sorted({int(label) for label in label_map.values() if int(label) != IGNORE_INDEX})
-    count = int(num_classes or (max(mapped) + 1))
-    why = (f"values mapped by the layout's label map ({len(label_map)} file values -> {len(mapped)} classes, "
-           f"others void)")
     unknown = [int(v) for v in survey.values if int(v) not in {int(k) for k in label_map}]
     if unknown:
         raise ReadError(f"{survey.value_file[unknown[0]]}: mask values {_values_text(unknown)} are not in the "
                         f"layout's label map; check the layout (--layout) or set --mask index")
+    used = sorted({int(label_map[int(v)]) for v in survey.values} - {IGNORE_INDEX})
+    if not used:
+        raise ReadError(f"{survey.value_file[int(survey.values[0])]}: every mask pixel is void after the layout's "
+                        f"label map: nothing to train on; check the layout (--layout) or data.reduce_zero_label")
+    count = int(num_classes or (max(used) + 1))
+    why = (f"file values {_values_text([int(v) for v in survey.values])} mapped by the layout's label map to classes "
+           f"{_values_text(used)}, others void")
     return MaskEncoding("index", count, void=IGNORE_INDEX, label_map=dict(label_map), reason=why, **common)
 
 
@@ -305,8 +442,12 @@ def _grey_encoding(survey, kind, config, void, void_source, num_classes, common)
     example = survey.value_file[values[-1]]
     if kind == "auto" and not is_palette and void is None:
         found = _two_values(np.array(values)) or _near_binary(survey)
-        if found is not None:
+        if found is not None and num_classes in (None, 2):
             return _binary_encoding(survey, config, None, common)
+        levels = _grey_levels(survey) if survey.jpeg else None
+        if levels is not None:
+            levels, why = levels
+            return MaskEncoding("index", int(num_classes or len(levels)), levels=levels, reason=why, **common)
         if survey.jpeg:
             raise ReadError(f"{example}: JPEG masks with values {_values_text(values)} that are not near-binary: "
                             f"lossy JPEG changes class indexes at every edge; save the masks as PNG (or set "
@@ -320,6 +461,9 @@ def _grey_encoding(survey, kind, config, void, void_source, num_classes, common)
     if not classes:
         raise ReadError(f"{example}: every mask pixel is void ({void}): nothing to train on; check data.masks_dir")
     top = max(classes)
+    if num_classes is None:
+        _refuse_strays(classes, lambda v: survey.histogram[v], lambda v: survey.value_masks.get(v, ()),
+                       lambda v: f"mask value {v}", void_hint=True)
     if kind == "auto" and num_classes is None:
         if len(classes) == 1:
             raise ReadError(f"{example}: every mask holds the single value {classes[0]}"

@@ -83,6 +83,10 @@ class MaskEncoding:
         colours: (num_classes, 3) uint8 class colours the masks themselves define (palette PNG, colour map,
             palette CSV), or None.
         class_names: class names the dataset defines, or None.
+        class_source: where a fixed class count comes from (a label file such as CVAT's labelmap.txt), or None
+            where it is what the masks use; classes no mask uses are then expected, not a mistake.
+        levels: index masks: grey levels that stand for classes 0..len-1 (JPEG masks of a few well-separated
+            levels); each value is snapped to the nearest level. None: values are class indexes.
     """
 
     kind: str
@@ -95,6 +99,8 @@ class MaskEncoding:
     reason: str = dataclasses.field(default="", compare=False)
     colours: np.ndarray | None = dataclasses.field(default=None, compare=False)
     class_names: tuple | None = dataclasses.field(default=None, compare=False)
+    class_source: str | None = dataclasses.field(default=None, compare=False)
+    levels: tuple | None = None
 
     def __post_init__(self):
         if self.kind not in MASK_KINDS:
@@ -139,6 +145,8 @@ class MaskEncoding:
             raise ReadError(f"{path}: colour mask but data.mask is 'index' (use --mask rgb with "
                             f"--set data.palette=PALETTE.csv)")
         labels = raw.astype(np.int64)
+        if self.levels:
+            labels = self._snap(labels)
         if self.label_map:
             labels = self._map_labels(labels, path)
             void = IGNORE_INDEX
@@ -158,6 +166,13 @@ class MaskEncoding:
         if void is not None:
             out[labels == void] = IGNORE_INDEX
         return out
+
+    def _snap(self, labels):
+        """Each value -> the index of the nearest of `levels` (ties go to the lower level)."""
+        levels = np.asarray(self.levels, np.int64)
+        top = max(int(labels.max(initial=0)), int(levels.max())) + 1
+        table = np.abs(np.arange(top)[:, None] - levels[None, :]).argmin(axis=1)
+        return table[labels]
 
     def _map_labels(self, labels, path):
         lookup = self._lookup

@@ -114,7 +114,7 @@ def scan(frame, encoding, channels=3, class_names=None, workers=4, statistics=Fa
         if highest == 0:
             problems.append(f"{frame['mask'].iloc[0]}: only class 0 occurs in the masks: nothing to segment; "
                             f"check data.masks_dir and data.mask ({encoding.describe()})")
-        elif highest < num_classes - 1:
+        elif highest < num_classes - 1 and not getattr(encoding, "class_source", None):
             problems.append(f"num_classes is {num_classes} but no mask uses a class above {highest}; "
                             f"set num_classes: {highest + 1} or check the masks")
     stats = [rec.pop("stats", None) for rec, _, _ in results]

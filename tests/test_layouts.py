@@ -81,7 +81,7 @@ def test_voc_palette_pngs_lists_and_an_id_in_both_lists(tmp_path):
     assert both["split"].tolist() == ["val"]
     assert source.split_notes == ["1 ids in both lists used for validation only", "1 test ids without masks left out"]
     assert source.class_names == list(VOC_CLASSES) and len(VOC_CLASSES) == 21 and source.void == 255
-    assert source.palette.loc[15, ["name", "r", "g", "b"]].tolist() == ["person", 192, 128, 128]
+    assert source.palette is None and source.standard == ("PASCAL VOC", 21) and source.class_source is None
     assert voc_colormap()[255].tolist() == [224, 224, 192] and voc_colormap()[1].tolist() == [128, 0, 0]
     mask = Image.open(source.frame["mask"].iloc[0])
     assert mask.mode == "P" and np.array(mask)[20, 20] == 20 and np.array(mask)[0, 0] == 255

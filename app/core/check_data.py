@@ -30,9 +30,10 @@ class DataCheck:
 def check_dataset(config, runs_dir=None):
     """Scan the configured dataset and collect every problem (one line each, naming the path)."""
     try:
-        source, encoding, _, result, _ = scan_dataset(config, runs_dir)
+        scanned = scan_dataset(config, runs_dir)
     except (DatasetError, ReadError) as err:
         return DataCheck(None, None, None, getattr(err, "problems", [str(err)]))
+    source, encoding, result = scanned.source, scanned.encoding, scanned.result
     frame = source.frame
     problems = list(result.problems)
     norm = None

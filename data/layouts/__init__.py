@@ -9,6 +9,7 @@ import pathlib
 
 from data.layouts import ade, annotations, cityscapes, csv_index, paired, segnet, voc
 from data.layouts.base import DatasetError, DatasetSource, LayoutOptions, finish_splits
+from data.layouts.label_files import apply_label_file
 
 Layout = collections.namedtuple("Layout", ["detect", "load", "description"])
 
@@ -62,6 +63,7 @@ def load_dataset(path, layout="auto", options=None):
                             f"layout {found} ({reason}): set data.layout to auto or {found}"])
     problems = []
     source = LAYOUTS[name].load(root, options, problems)
+    apply_label_file(root, source, problems)
     if not problems and (source is None or source.frame.empty):
         problems.append(f"{root}: no image/mask pairs found (layout {name}); the layouts are described in "
                         f"docs/datasets.md, or set data.layout")

@@ -26,4 +26,5 @@ def load(root, options, problems):
         source.label_map = reduce_zero_label_map()
         source.void = 255
         source.reason += "; value 0 = other (void), classes from 1 (data.reduce_zero_label)"
+        source.standard = ("ADE20K", 150)
     return source

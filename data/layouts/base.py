@@ -61,6 +61,10 @@ class DatasetSource:
         label_map: raw mask value -> class index (255 = void), or None when mask values are class indexes.
         notes: what was skipped on the way (hidden files, images without masks), one line each.
         split_notes: how split conflicts were resolved (ids in two split lists), one line each.
+        class_source: where `class_names` come from when a file gave them ("4 classes from labelmap.txt
+            (CVAT)"): they fix the class count. None: the count is what the masks use.
+        standard: (title, class count) of a benchmark's class list that `class_names` (where given) name, e.g.
+            ("PASCAL VOC", 21): used when the masks fit it exactly, else the masks' count is used.
     """
 
     frame: pd.DataFrame
@@ -73,6 +77,8 @@ class DatasetSource:
     label_map: dict | None = None
     notes: list = dataclasses.field(default_factory=list)
     split_notes: list = dataclasses.field(default_factory=list)
+    class_source: str | None = None
+    standard: tuple | None = None
 
 
 def label_lookup(label_map):

@@ -47,6 +47,6 @@ def load(root, options, problems):
     return DatasetSource(frame=make_frame(rows), layout="cityscapes",
                          reason=f"leftImg8bit/ + gtFine/ *{suffix}.png", notes=notes,
                          split_source=" + ".join(f"{s}/" for s in splits) + " folders",
-                         class_names=list(CITYSCAPES_CLASSES),
+                         class_names=list(CITYSCAPES_CLASSES), class_source="Cityscapes' 19 train classes",
                          palette=palette_frame(CITYSCAPES_CLASSES, CITYSCAPES_COLOURS), void=255,
                          label_map=None if train_ids else dict(LABEL_TO_TRAIN))

@@ -2,37 +2,18 @@
 splits from `ImageSets/Segmentation/{train,val,trainval,test}.txt`; the VOC classes, colour map and void."""
 import pathlib
 
-import numpy as np
-
-from data.layouts.base import DatasetSource, child_dir, image_files, make_frame, pair_folders, palette_frame
+from data.colormaps import voc_colormap  # noqa: F401 (re-exported)
+from data.layouts.base import SPLIT_ALIASES, DatasetSource, child_dir, image_files, make_frame, pair_folders
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor")
 VOC_VOID = 255
 """Index of void pixels (object borders, difficult regions); coloured (224, 224, 192) in RGB masks."""
-MASK_DIRS = ("SegmentationClass", "SegmentationClassRaw", "SegmentationClassAug")
+MASK_DIRS = ("SegmentationClass", "SegmentationClassPNG", "SegmentationClassRaw", "SegmentationClassAug")
+"""Mask folders, first holding images wins (labelme2voc's SegmentationClass/ holds .npy, its PNGs are in
+SegmentationClassPNG/)."""
 LIST_DIR = pathlib.Path("ImageSets") / "Segmentation"
-
-
-def voc_colormap(size=256):
-    """(size, 3) uint8 RGB colours of indexes 0..size-1 in the standard VOC colour map (bits of the index
-    spread over the high bits of r, g, b); index 255 is the void colour (224, 224, 192)."""
-    colours = np.zeros((size, 3), np.uint8)
-    for index in range(size):
-        value, r, g, b = index, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (value & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        colours[index] = (r, g, b)
-    return colours
-
-
-def voc_palette():
-    """Palette DataFrame (index, name, r, g, b) of the 21 VOC classes."""
-    return palette_frame(VOC_CLASSES, voc_colormap(len(VOC_CLASSES)))
 
 
 def voc_root(root):
@@ -42,9 +23,16 @@ def voc_root(root):
                       reverse=True)
 
     for folder in (root, *voc_children(root), *(c for p in voc_children(root) for c in voc_children(p))):
-        if child_dir(folder, ("JPEGImages",)) and child_dir(folder, MASK_DIRS):
+        if child_dir(folder, ("JPEGImages",)) and mask_folder(folder):
             return folder
     return None
+
+
+def mask_folder(folder):
+    """The first of MASK_DIRS in `folder` that holds image files, else the first that exists, or None."""
+    found = [path for path in (child_dir(folder, (name,)) for name in MASK_DIRS) if path is not None]
+    with_images = [path for path in found if image_files(path, [])]
+    return (with_images or found or [None])[0]
 
 
 def detect(root):
@@ -54,7 +42,7 @@ def detect(root):
     if found is None:
         return None
     prefix = "" if found == root else f"{found.relative_to(root)}/"
-    return f"{prefix}JPEGImages/ + {prefix}{child_dir(found, MASK_DIRS).name}/"
+    return f"{prefix}JPEGImages/ + {prefix}{mask_folder(found).name}/"
 
 
 def _list_path(root, name, configured):
@@ -82,12 +70,12 @@ def read_ids(path):
 def load(root, options, problems):
     base = voc_root(root) or root
     image_dir = base / "JPEGImages"
-    mask_dir = base / options.masks_dir if options.masks_dir else child_dir(base, MASK_DIRS)
+    mask_dir = base / options.masks_dir if options.masks_dir else mask_folder(base)
     if mask_dir is None or not mask_dir.is_dir():
         problems.append(f"{mask_dir or base}: no mask folder; VOC masks go in SegmentationClass/ "
                         f"(or set data.masks_dir)")
         return None
-    facts = dict(class_names=list(VOC_CLASSES), palette=voc_palette(), void=VOC_VOID)
+    facts = dict(class_names=list(VOC_CLASSES), void=VOC_VOID, standard=("PASCAL VOC", len(VOC_CLASSES)))
     prefix = "" if base == root else f"{base.relative_to(root).as_posix()}/"
     reason = f"{prefix}JPEGImages/ + {prefix}{mask_dir.name}/"
     notes, split_notes = [], []
@@ -101,6 +89,9 @@ def load(root, options, problems):
     if problems:
         return None
     ids = {name: read_ids(path) for name, path in lists.items() if path is not None}
+    subsets = other_lists(base) if not ids else {}
+    if subsets:
+        return _subset_source(base, image_dir, mask_dir, subsets, reason, notes, problems, facts)
     if not ids:
         rows, suffixes = pair_folders(image_dir, mask_dir, options, problems, notes, extra_images="note")
         return DatasetSource(frame=make_frame([dict(r, split=None) for r in rows]), layout="voc", reason=reason,
@@ -140,3 +131,44 @@ def load(root, options, problems):
     split_source = f"{LIST_DIR.as_posix()} {' + '.join(dict.fromkeys(names))}"
     return DatasetSource(frame=make_frame(rows), layout="voc", reason=reason, split_source=split_source,
                          notes=notes, split_notes=split_notes, **facts)
+
+
+def other_lists(base):
+    """{list path: split or None} of the subset lists other than train/val/trainval/test, as CVAT writes them
+    (`default.txt`, or one list per task subset: `Train.txt`, `validation.txt`, ...)."""
+    folder = base / LIST_DIR
+    if not folder.is_dir():
+        return {}
+    splits = {alias: split for split, aliases in SPLIT_ALIASES.items() for alias in aliases}
+    return {path: splits.get(path.stem.lower()) for path in sorted(folder.glob("*.txt"))
+            if not path.name.startswith(".")}
+
+
+def _subset_source(base, image_dir, mask_dir, subsets, reason, notes, problems, facts):
+    """Rows of the ids the subset lists name (split None for `default.txt` and other names)."""
+    skipped = []
+    images = image_files(image_dir, problems, skipped=skipped)
+    masks = image_files(mask_dir, problems, skipped=skipped)
+    if skipped:
+        notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
+    rows, seen = [], set()
+    for path, split in subsets.items():
+        for image_id in read_ids(path):
+            if image_id in seen:
+                continue
+            seen.add(image_id)
+            if image_id not in images:
+                problems.append(f"{path}: id {image_id} has no image {image_dir / image_id}.jpg; remove the line or "
+                                f"add the image")
+            elif image_id not in masks:
+                problems.append(f"{images[image_id]}: image has no mask in {mask_dir} (listed in {path.name}); add "
+                                f"{mask_dir.name}/{image_id}.png or remove the id from the list")
+            else:
+                rows.append({"image": str(images[image_id]), "mask": str(masks[image_id]), "instances": None,
+                             "split": split})
+    unlisted = len(set(images) - seen)
+    if unlisted:
+        notes.append(f"{unlisted} image(s) in {image_dir} in no subset list ignored")
+    split_source = f"{LIST_DIR.as_posix()} {' + '.join(p.name for p in subsets)}"
+    return DatasetSource(frame=make_frame(rows), layout="voc", reason=reason, split_source=split_source,
+                         notes=notes, **facts)
