@@ -162,7 +162,7 @@ def detect_encoding(config, mask_paths, facts=None, workers=4):
     names = _attr(facts, "class_names")
     standard = _attr(facts, "standard")
     class_source = _attr(facts, "class_source") if names and not standard else None
-    if num_classes is None and class_source and not config.get("class_names"):
+    if num_classes is None and names and not standard and not config.get("class_names"):
         num_classes = len(names)
     palette, source = None, None
     if config.get("palette"):

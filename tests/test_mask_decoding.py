@@ -230,3 +230,43 @@ def test_run_palette_gives_the_class_colours_to_predict(tmp_path):
     write_class_palette(tmp_path / "palette.csv", ["bg", "a", "b"], colours)
     np.testing.assert_array_equal(class_colours({"data": {}}, 3, tmp_path), colours)
     assert not np.array_equal(class_colours({"data": {}}, 3), colours)
+
+
+def test_a_stray_top_value_in_one_mask_is_reported_with_the_flag(tmp_path):
+    masks = [_blocks([0, 1, 2]) for _ in range(4)]
+    masks[2][3, 4:7] = 7
+    root = _dataset(tmp_path, masks)
+    with pytest.raises(ReadError) as err:
+        _encoding(root)
+    assert str(err.value) == (
+        f"{root / 'masks' / 's2.png'}: mask value 7 in only 3 pixel(s) of 1 mask(s) (s2.png), far above the other "
+        "classes 0..2: a stray value? it would add 5 class(es) that hold nothing else. Fix those masks, or set --set "
+        "data.num_classes=8 to train them as classes (--set data.void=7 to ignore those pixels)")
+    assert _encoding(root, num_classes=8).num_classes == 8
+    assert _encoding(root, void=7).num_classes == 3
+
+
+def test_a_rare_class_next_to_the_others_is_not_a_stray(tmp_path):
+    masks = [_blocks([0, 1, 2]) for _ in range(4)]
+    masks[2][3, 4:7] = 3
+    assert _encoding(_dataset(tmp_path, masks)).num_classes == 4
+
+
+@pytest.mark.parametrize("levels", [(0, 128, 255), (0, 85, 170, 255)])
+def test_jpeg_masks_of_a_few_grey_levels_snap_to_them(tmp_path, levels):
+    truths = []
+    for i in range(3):
+        labels = np.zeros((64, 64), np.uint8)
+        for k in range(1, len(levels)):
+            cv2.circle(labels, (20 + 8 * k, 24 + 4 * i), 22 - 5 * k, k, -1)
+        truths.append(labels)
+    root = _dataset(tmp_path, [np.array(levels, np.uint8)[t] for t in truths], suffix=".jpg",
+                    write=lambda p, m: Image.fromarray(m).save(p, quality=75))
+    assert len(np.unique(np.asarray(Image.open(root / "masks" / "s0.jpg")))) > len(levels)
+    encoding = _encoding(root)
+    assert (encoding.kind, encoding.num_classes) == ("index", len(levels))
+    assert np.abs(np.subtract(encoding.levels, levels)).max() <= 4
+    assert encoding.reason.startswith(f"JPEG masks of {len(levels)} grey levels {', '.join(map(str, encoding.levels))} (")
+    assert "compression noise snapped to the nearest level" in encoding.reason
+    assert (encoding.read(root / "masks" / "s0.jpg") == truths[0]).mean() > 0.99
+    assert (_pipeline_masks(root, encoding)[1] == truths[1]).mean() > 0.99

@@ -291,5 +291,6 @@ def apply_label_file(root, source, problems):
     base = root if pathlib.Path(root).is_dir() else pathlib.Path(root).parent
     shown = label.path.relative_to(base) if base in label.path.parents else label.path
     source.class_names, source.palette, source.standard = names, label.palette(), None
-    source.void = label.void if label.void is not None else source.void
+    if label.void is not None or label.colours is not None:
+        source.void = label.void
     source.class_source = f"{len(names)} classes from {shown.as_posix()} ({label.tool})"

@@ -1,0 +1,259 @@
+"""Datasets laid out as labelling tools export them (CVAT, labelme2voc, Hasty, Roboflow, ADE20K, a plain class
+list), written as real files: the detection line, class count, names, colours and splits read from the export."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.core.check_data import check_dataset
+from app.core.config import load_config
+from data.colormaps import voc_colormap
+from data.layouts import detection_line, load_dataset
+from data.layouts.base import DatasetError
+from data.layouts.label_files import LabelFileError, read_label_file
+from data.layouts.voc import VOC_CLASSES
+
+RNG = np.random.default_rng(0)
+SIZE = (32, 48)
+CVAT_COLOURS = {"background": (0, 0, 0), "road": (250, 50, 83), "car": (51, 221, 255), "tree": (61, 245, 61)}
+
+
+def photo(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), RNG.integers(0, 255, (*SIZE, 3), dtype=np.uint8))
+
+
+def stripes(values, size=SIZE):
+    """Labels of vertical stripes, one per value (in order)."""
+    labels = np.zeros(size, np.int64)
+    width = size[1] // len(values)
+    for i, value in enumerate(values):
+        labels[:, i * width:] = value
+    return labels
+
+
+def save_rgb(path, labels, colours):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(colours, np.uint8)[labels]).save(path)
+
+
+def save_index(path, labels, palette=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(labels.astype(np.uint8), mode="P" if palette is not None else "L")
+    if palette is not None:
+        image.putpalette(np.asarray(palette, np.uint8).ravel().tolist())
+    image.save(path)
+
+
+def check(path, **data):
+    config = load_config(None, [{"data": {"path": str(path), **data}}])
+    found = check_dataset(config)
+    assert found.problems == [], found.problems
+    return found, detection_line(found.source, found.encoding)
+
+
+def write_cvat(root, labelmap=None, count=6):
+    """CVAT "Segmentation mask 1.1" with images: labelmap.txt, ImageSets/Segmentation/default.txt, RGB
+    SegmentationClass/ and SegmentationObject/ PNGs, JPEGImages/."""
+    names = list(CVAT_COLOURS)
+    text = labelmap or "# label:color_rgb:parts:actions\n" + "".join(
+        f"{name}:{','.join(map(str, colour))}::\n" for name, colour in CVAT_COLOURS.items())
+    root.mkdir(parents=True)
+    (root / "labelmap.txt").write_text(text)
+    ids = [f"frame_{i:06d}" for i in range(count)]
+    for i, image_id in enumerate(ids):
+        photo(root / "JPEGImages" / f"{image_id}.jpg")
+        labels = stripes([0, 1 + i % 3, 1 + (i + 1) % 3])
+        save_rgb(root / "SegmentationClass" / f"{image_id}.png", labels, [CVAT_COLOURS[n] for n in names])
+        save_rgb(root / "SegmentationObject" / f"{image_id}.png", stripes([0, 1, 2]), voc_colormap()[:3])
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_cvat_segmentation_mask_export_reads_labelmap_names_and_colours(tmp_path):
+    root = write_cvat(tmp_path / "task_7-segmentation mask 1.1")
+    found, line = check(root)
+    assert line == (
+        "detected: layout voc (JPEGImages/ + SegmentationClass/); splits: ImageSets/Segmentation default.txt; no "
+        "split given: val 25% seeded 42 (train 4, val 2); masks: rgb masks, 4 classes (colours of 4 classes from "
+        "labelmap.txt (CVAT))")
+    assert found.encoding.class_names == ("background", "road", "car", "tree")
+    assert found.encoding.colours.tolist() == [list(c) for c in CVAT_COLOURS.values()]
+    first = found.source.frame.sort_values("mask")["mask"].iloc[0]
+    assert found.encoding.read(first).tolist() == stripes([0, 1, 2]).tolist()
+
+
+def test_cvat_labelmap_without_background_gets_it_first_and_subset_lists_give_splits(tmp_path):
+    text = "# label:color_rgb:parts:actions\nroad:250,50,83::\ncar:51,221,255::\ntree:61,245,61::\n"
+    root = write_cvat(tmp_path / "cvat", labelmap=text)
+    lists = root / "ImageSets" / "Segmentation"
+    (lists / "default.txt").unlink()
+    (lists / "Train.txt").write_text("frame_000000\nframe_000001\nframe_000002\nframe_000003\n")
+    (lists / "Validation.txt").write_text("frame_000004\nframe_000005\n")
+    found, line = check(root)
+    assert "splits: ImageSets/Segmentation Train.txt + Validation.txt (train 4, val 2)" in line
+    assert found.encoding.class_names == ("background", "road", "car", "tree")
+
+
+def test_a_broken_labelmap_is_one_line_naming_it(tmp_path):
+    root = write_cvat(tmp_path / "cvat", labelmap="# label:color_rgb:parts:actions\nroad:250,50::\n")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(root)
+    assert err.value.problems == [f"{root}/labelmap.txt:2: colour '250,50' is not r,g,b (0..255 each); fix the file "
+                                  f"or remove it"]
+
+
+def test_labelmap_colours_missing_from_the_masks_are_one_line(tmp_path):
+    root = write_cvat(tmp_path / "cvat", labelmap="background:0,0,0::\nroad:250,50,83::\ncar:51,221,255::\n")
+    config = load_config(None, [{"data": {"path": str(root)}}])
+    problems = check_dataset(config).problems
+    assert len(problems) == 1 and "1 mask colour(s) not in the 3 classes from labelmap.txt (CVAT): (61,245,61)" \
+        in problems[0], problems
+
+
+def write_voc_colour_map_set(root, top, lists=True, palette_png=False):
+    """A user-made VOC-format set: JPEGImages/, SegmentationClass/ drawn in the VOC colour map (classes
+    0..top, RGB or palette PNG), train.txt with every id and val.txt with half of them."""
+    ids = [f"img_{i:03d}" for i in range(4)]
+    for i, image_id in enumerate(ids):
+        labels = stripes([*range(i, top + 1, 4), top, 255], (32, 128))
+        mask = root / "SegmentationClass" / f"{image_id}.png"
+        if palette_png:
+            save_index(mask, labels, voc_colormap())
+        else:
+            save_rgb(mask, labels, voc_colormap())
+        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "JPEGImages" / f"{image_id}.jpg"), RNG.integers(0, 255, (32, 128, 3), np.uint8))
+    if lists:
+        (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+        (root / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids))
+        (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids[:2]))
+    return root
+
+
+def test_voc_colour_map_beyond_21_classes_counts_what_the_masks_use(tmp_path):
+    found, line = check(write_voc_colour_map_set(tmp_path / "voc59", top=58))
+    assert found.encoding.num_classes == 59 and found.encoding.kind == "rgb"
+    assert line.endswith("masks: rgb masks, 59 classes, void 255 (RGB colours of the VOC colour map: indexes 0..58, "
+                         "(224,224,192) void; 59 classes: PASCAL VOC's 21 and 38 more)")
+    assert "2 ids in both lists used for validation only" in line
+    assert found.encoding.class_names[:2] == ("background", "aeroplane")
+    assert found.encoding.class_names[20:23] == ("tvmonitor", "class_21", "class_22")
+
+
+def test_voc_palette_pngs_of_16_classes_train_16(tmp_path):
+    found, line = check(write_voc_colour_map_set(tmp_path / "voc16", top=15, palette_png=True))
+    assert found.encoding.num_classes == 16
+    assert line.endswith("classes 0..15 of PASCAL VOC's 21 (no mask uses a higher one))")
+    assert found.encoding.class_names[-1] == "person"
+
+
+def write_labelme2voc(root):
+    """labelme2voc.py output: class_names.txt (no __ignore__ line), JPEGImages/, SegmentationClass/*.npy,
+    SegmentationClassPNG/ palette PNGs (255 = __ignore__), SegmentationClassVisualization/*.jpg."""
+    root.mkdir(parents=True)
+    (root / "class_names.txt").write_text("_background_\nperson\nbottle\nchair")
+    for i in range(5):
+        photo(root / "JPEGImages" / f"2011_00000{i}.jpg")
+        labels = stripes([0, 1 + i % 3, 255, 3])
+        save_index(root / "SegmentationClassPNG" / f"2011_00000{i}.png", labels, voc_colormap())
+        (root / "SegmentationClass").mkdir(exist_ok=True)
+        (root / "SegmentationClass" / f"2011_00000{i}.npy").write_bytes(b"\x93NUMPY not to be loaded")
+        photo(root / "SegmentationClassVisualization" / f"2011_00000{i}.jpg")
+    return root
+
+
+def test_labelme2voc_output_uses_the_png_folder_and_class_names(tmp_path):
+    found, line = check(write_labelme2voc(tmp_path / "data_dataset_voc"))
+    assert line.startswith("detected: layout voc (JPEGImages/ + SegmentationClassPNG/); splits: no split given")
+    assert line.endswith("masks: index masks, 4 classes, void 255 (palette PNG: indexes 0..3, 255 void (the layout); "
+                         "4 classes from class_names.txt (labelme2voc))")
+    assert found.encoding.class_names == ("background", "person", "bottle", "chair")
+
+
+def test_hasty_label_classes_json_beside_the_masks(tmp_path):
+    for i in range(4):
+        photo(tmp_path / "images" / f"img{i}.jpg")
+        save_index(tmp_path / "masks" / f"img{i}.png", stripes([0, 1, 2 + i % 2]))
+    classes = [{"png_index": 1, "class_name": "crack", "color": "#4df3ceff", "class_type": "object"},
+               {"png_index": 2, "class_name": "rust", "color": "#4c4ffcff", "class_type": "object"},
+               {"png_index": 3, "class_name": "dent", "color": "#ff0000ff", "class_type": "object"}]
+    (tmp_path / "masks" / "label_classes.json").write_text(json.dumps(classes))
+    found, line = check(tmp_path)
+    assert line.endswith("masks: index masks, 4 classes (values 0..3: index masks; 4 classes from "
+                         "masks/label_classes.json (Hasty))")
+    assert found.encoding.class_names == ("background", "crack", "rust", "dent")
+    assert found.encoding.colours[1].tolist() == [0x4d, 0xf3, 0xce]
+
+
+def test_roboflow_semantic_masks_with_classes_csv_in_each_split(tmp_path):
+    for split, count in (("train", 4), ("valid", 2), ("test", 1)):
+        for i in range(count):
+            photo(tmp_path / split / f"p{i}_jpg.rf.{split}{i}.jpg")
+            save_index(tmp_path / split / f"p{i}_jpg.rf.{split}{i}_mask.png", stripes([0, 1, 2]))
+        (tmp_path / split / "_classes.csv").write_text("Pixel Value, Class\n0, background\n1, leaf\n2, spot\n")
+    found, line = check(tmp_path)
+    assert "splits: train/ + valid/ + test/ folders (train 4, val 2, test 1)" in line
+    assert line.endswith("3 classes from train/_classes.csv (Roboflow))")
+    assert found.encoding.class_names == ("background", "leaf", "spot")
+
+
+def test_roboflow_splits_that_disagree_on_the_classes_are_refused(tmp_path):
+    for split in ("train", "valid"):
+        photo(tmp_path / split / "a.jpg")
+        save_index(tmp_path / split / "a_mask.png", stripes([0, 1]))
+    (tmp_path / "train" / "_classes.csv").write_text("Pixel Value, Class\n0, background\n1, leaf\n")
+    (tmp_path / "valid" / "_classes.csv").write_text("Pixel Value, Class\n0, background\n1, stem\n")
+    with pytest.raises(DatasetError, match=r"valid/_classes.csv: lists other classes than .*train/_classes.csv"):
+        load_dataset(tmp_path)
+
+
+def write_ade(root, top=150):
+    for split, count in (("training", 3), ("validation", 2)):
+        for i in range(count):
+            photo(root / "images" / split / f"ADE_{split}_{i}.jpg")
+            labels = stripes([0, 1 + i, top], SIZE)
+            save_index(root / "annotations" / split / f"ADE_{split}_{i}.png", labels)
+    return root
+
+
+def test_ade_masks_up_to_150_are_ade20k_150_and_object_info_names_them(tmp_path):
+    root = write_ade(tmp_path / "ADEChallengeData2016")
+    found, line = check(root)
+    assert found.encoding.num_classes == 150 and line.endswith("ADE20K's 150 classes)")
+    rows = ["Idx,Ratio,Train,Val,Name"] + [f"{i},0.01,10,2,name{i};synonym" for i in range(1, 151)]
+    (root / "objectInfo150.csv").write_text("\n".join(rows).replace("name1;", "wall;"))
+    found, line = check(root)
+    assert found.encoding.num_classes == 150 and line.endswith("150 classes from objectInfo150.csv (ADE20K))")
+    assert found.encoding.class_names[:2] == ("wall", "name2") and found.encoding.class_names[-1] == "name150"
+
+
+def test_a_plain_class_list_beside_the_masks(tmp_path):
+    for i in range(3):
+        photo(tmp_path / "images" / f"a{i}.png")
+        save_index(tmp_path / "masks" / f"a{i}.png", stripes([0, 1, 2]))
+    (tmp_path / "classes.txt").write_text("sky\nwater\nland\n")
+    found, line = check(tmp_path)
+    assert found.encoding.class_names == ("sky", "water", "land")
+    assert line.endswith("3 classes from classes.txt (class list))")
+
+
+@pytest.mark.parametrize("text, names, void", [
+    ("__ignore__\n_background_\ncat\ndog\n", ["background", "cat", "dog"], 255),
+    ("0 background\n1: cat\n3,dog\n", ["background", "cat", "class_2", "dog"], None),
+])
+def test_name_lists_as_labelme_and_numbered(tmp_path, text, names, void):
+    path = tmp_path / "labels.txt"
+    path.write_text(text)
+    label = read_label_file(path)
+    assert label.names == names and label.void == void
+
+
+def test_label_files_that_repeat_a_value_are_refused(tmp_path):
+    path = tmp_path / "_classes.csv"
+    path.write_text("Pixel Value, Class\n0, background\n0, leaf\n")
+    with pytest.raises(LabelFileError, match="value 0 is given twice"):
+        read_label_file(path)
