@@ -12,9 +12,12 @@ import sys
 
 _USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 _USER_VERBOSE = bool(os.environ.get("SEGKIT_VERBOSE"))
+_USER_CV_LOG_LEVEL = os.environ.get("OPENCV_LOG_LEVEL")
 # Must be set before TensorFlow is imported (commands import it lazily, after this module). Level 3 hides the
 # absl pre-init warning, cpu_feature_guard and CUDA registration lines, which level 2 lets through as errors.
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+# OpenCV reads this at its first log line: ERROR hides "[ WARN:0@0.2] ... imread_(...)" (we report such files).
+os.environ["OPENCV_LOG_LEVEL"] = "ERROR"
 
 USER_ERRORS = (ValueError, KeyError, TypeError, OSError)
 """Errors that bad input raises (dataset, config, files, model options); set SEGKIT_DEBUG=1 for tracebacks."""
@@ -25,6 +28,7 @@ COMMANDS = ("train", "predict", "evaluate", "export", "check-data", "import-anno
 def set_verbosity(verbose):
     """--verbose (or SEGKIT_VERBOSE=1) shows TensorFlow's C++ log lines at the user's TF_CPP_MIN_LOG_LEVEL."""
     os.environ["SEGKIT_VERBOSE"] = "1" if verbose else ""
+    os.environ["OPENCV_LOG_LEVEL"] = (_USER_CV_LOG_LEVEL or "WARNING") if verbose else "ERROR"
     if not verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     elif _USER_TF_LOG_LEVEL is None:
@@ -47,6 +51,10 @@ def fail_cleanly(main):
 
         words = sys.argv[1:] if argv is None else argv
         set_verbosity("--verbose" in words or _USER_VERBOSE)
+        if not os.environ["SEGKIT_VERBOSE"]:
+            from app.core.native_logs import quiet_tensorflow_import
+
+            quiet_tensorflow_import()
         try:
             with stop_on_signals():
                 return main(argv)

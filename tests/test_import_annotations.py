@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -6,6 +8,7 @@ import pandas as pd
 from pycocotools import mask as coco_mask
 
 from app.import_annotations import main
+from tests.train_helpers import REPO
 
 
 def _labelme(path, shapes, image_path="img.png", size=(12, 16)):
@@ -106,4 +109,24 @@ def test_bad_json_and_bad_geometry_are_one_line_errors(tmp_path, capsys):
     _labelme(tmp_path / "far.json", [("cat", "polygon", [[0, 0], [1e12, 0], [3, 3]])])
     assert main(["--format", "labelme", str(tmp_path / "far.json"), "--out", str(tmp_path / "out")]) == 2
     assert "coordinates far outside" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_bad_labelme_file_is_listed_at_once_without_opencv_lines(tmp_path):
+    folder = tmp_path / "json"
+    folder.mkdir()
+    _labelme(folder / "good.json", [("cat", "polygon", [[0, 0], [3, 0], [3, 3], [0, 3]])], image_path="good.png")
+    (folder / "broken.json").write_text("{not json")
+    (folder / "no_shapes.json").write_text(json.dumps({"imagePath": "x.png"}))
+    _labelme(folder / "few.json", [("cat", "polygon", [[0, 0], [3, 0]])], image_path="few.png")
+    (folder / "no_size.json").write_text(json.dumps({"imagePath": "missing.png", "shapes": []}))
+    result = subprocess.run([sys.executable, "-m", "app.import_annotations", "--format", "labelme", str(folder),
+                             "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 5, result.stderr
+    assert all(line.startswith("error: ") for line in lines)
+    assert [line.split(":")[1].strip().rsplit("/", 1)[-1] for line in lines[:4]] == [
+        "broken.json", "few.json", "no_shapes.json", "no_size.json"]
+    assert lines[4] == "error: 4 of 5 LabelMe file(s) cannot be read; fix or remove them"
+    assert "missing.png cannot be read" in lines[3]
     assert not (tmp_path / "out").exists()

@@ -202,6 +202,11 @@ def test_hidden_files_skipped_and_duplicate_stems_named(tmp_path):
         load_dataset(tmp_path)
     assert any(re.search(r"images/a1\.(jpg|png): 2 files share the name 'a1' \(a1\.jpg, a1\.png\)", line)
                for line in err.value.problems), err.value.problems
+    assert len(err.value.problems) == 1, err.value.problems  # no second, false "mask has no image" line
+    write_labels(tmp_path / "masks" / "a1.tif", np.zeros((64, 64)))
+    with pytest.raises(DatasetError) as err:
+        load_dataset(tmp_path)
+    assert len(err.value.problems) == 2 and not any("has no" in line for line in err.value.problems)
 
 
 def test_image_without_mask_hints_at_the_fix(tmp_path):

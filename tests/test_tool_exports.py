@@ -1,6 +1,10 @@
 """Datasets laid out as labelling tools export them (CVAT, labelme2voc, Hasty, Roboflow, ADE20K, a plain class
 list), written as real files: the detection line, class count, names, colours and splits read from the export."""
 import json
+import os
+import re
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -13,7 +17,7 @@ from data.colormaps import voc_colormap
 from data.layouts import detection_line, load_dataset
 from data.layouts.base import DatasetError
 from data.layouts.label_files import LabelFileError, read_label_file
-from data.layouts.voc import VOC_CLASSES
+from tests.train_helpers import REPO
 
 RNG = np.random.default_rng(0)
 SIZE = (32, 48)
@@ -257,3 +261,23 @@ def test_label_files_that_repeat_a_value_are_refused(tmp_path):
     path.write_text("Pixel Value, Class\n0, background\n0, leaf\n")
     with pytest.raises(LabelFileError, match="value 0 is given twice"):
         read_label_file(path)
+
+
+def test_no_native_log_lines_from_tensorflow_opencv_or_the_converter(tmp_path, capfd, monkeypatch):
+    from app.core.native_logs import quiet_native_stderr
+
+    monkeypatch.delenv("SEGKIT_VERBOSE", raising=False)
+    with quiet_native_stderr():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1796547356.413488   11601 port.cc:153] oneDNN custom operations are on.\n"
+                    b"fully_quantize: 0, inference_type: 6, input_inference_type: UINT8, output_inference_type: UINT8\n"
+                    b"E0000 00:00:1796547356.4 11601 a.cc:1] a real problem\n")
+    assert capfd.readouterr().err == "E0000 00:00:1796547356.4 11601 a.cc:1] a real problem\n"
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"not a png")
+    save_index(tmp_path / "masks" / "a.png", stripes([0, 1, 2]))
+    result = subprocess.run([sys.executable, "-m", "app.check_data", "--data", str(tmp_path)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
+    assert not re.search(r"^(\[ WARN|I0000|WARNING: All log|.*imread_)", result.stderr, re.M), result.stderr

@@ -231,7 +231,8 @@ def convert_tflite(saved_model_dir, fmt, model, calibration=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.uint8
     try:
-        return converter.convert()
+        with quiet_native_stderr():
+            return converter.convert()
     except Exception as err:  # ConverterError, or a RuntimeError/ValueError from the quantiser
         raise ExportError(f"{fmt}: {_conversion_failure(err, model)}") from None
 

@@ -157,7 +157,9 @@ def _labelme_size(record, path):
     elif isinstance(record.get("imagePath"), str):
         image = cv2.imread(str(path.parent / record["imagePath"]), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ValueError(f"{path}: no imageHeight/imageWidth and the image cannot be read")
+        named = f" {path.parent / record['imagePath']}" if isinstance(record.get("imagePath"), str) else ""
+        raise ValueError(f"{path}: no imageHeight/imageWidth and the image{named} cannot be read; add them or put "
+                         f"the image there")
     return image.shape[:2]
 
 
@@ -167,31 +169,45 @@ def read_labelme(path, warn=print):
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"{path}: no .json files")
-    items = []
+    items, errors = [], []
     for file in files:
-        record = _load_json(file)
-        if not isinstance(record, dict) or not isinstance(record.get("shapes"), list):
-            raise ValueError(f"{file}: not a LabelMe file (no 'shapes' list)")
-        stem = safe_stem(record["imagePath"], warn) if isinstance(record.get("imagePath"), str) else file.stem
-        if stem is None:
+        try:
+            item = _read_labelme_file(file, warn)
+        except ValueError as err:
+            errors.append(str(err))
             continue
-        height, width = _labelme_size(record, file)
-        _check_size(height, width, file)
-        shapes = []
-        for number, shape in enumerate(record["shapes"]):
-            where = f"{file}: shape {number}"
-            if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
-                raise ValueError(f"{where}: needs a 'label' string")
-            kind = shape.get("shape_type") or "polygon"
-            if kind not in LABELME_SHAPES:
-                warn(f"{where}: shape type {kind!r} skipped (supported: {', '.join(LABELME_SHAPES)})")
-                continue
-            points = _check_points(shape.get("points"), height, width, where)
-            if len(points) < (3 if kind == "polygon" else 2):
-                raise ValueError(f"{where}: too few points for a {kind}")
-            shapes.append((shape["label"], kind, points))
-        items.append(Annotated(str(file), stem, height, width, shapes))
+        if item is not None:
+            items.append(item)
+    if errors:
+        raise ValueError("\n".join(errors + [f"{len(errors)} of {len(files)} LabelMe file(s) cannot be read; fix or "
+                                              f"remove them"]))
     return items
+
+
+def _read_labelme_file(file, warn):
+    """One LabelMe JSON file -> Annotated, or None when its image name is unusable (with a warning)."""
+    record = _load_json(file)
+    if not isinstance(record, dict) or not isinstance(record.get("shapes"), list):
+        raise ValueError(f"{file}: not a LabelMe file (no 'shapes' list)")
+    stem = safe_stem(record["imagePath"], warn) if isinstance(record.get("imagePath"), str) else file.stem
+    if stem is None:
+        return None
+    height, width = _labelme_size(record, file)
+    _check_size(height, width, file)
+    shapes = []
+    for number, shape in enumerate(record["shapes"]):
+        where = f"{file}: shape {number}"
+        if not isinstance(shape, dict) or not isinstance(shape.get("label"), str):
+            raise ValueError(f"{where}: needs a 'label' string")
+        kind = shape.get("shape_type") or "polygon"
+        if kind not in LABELME_SHAPES:
+            warn(f"{where}: shape type {kind!r} skipped (supported: {', '.join(LABELME_SHAPES)})")
+            continue
+        points = _check_points(shape.get("points"), height, width, where)
+        if len(points) < (3 if kind == "polygon" else 2):
+            raise ValueError(f"{where}: too few points for a {kind}")
+        shapes.append((shape["label"], kind, points))
+    return Annotated(str(file), stem, height, width, shapes)
 
 
 def read_coco(path, warn=print):

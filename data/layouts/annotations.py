@@ -92,7 +92,7 @@ def _load(kind, root, options, problems):
     try:
         cache, state = convert(kind, root, options.import_dir, notes)
     except ValueError as err:
-        problems.append(str(err) if str(root) in str(err) else f"{root}: {err}")
+        problems += [line if str(root) in line else f"{root}: {line}" for line in str(err).splitlines()]
         return None
     masks = image_files(cache / "masks", problems)
     images = {}

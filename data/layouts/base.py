@@ -122,9 +122,9 @@ def split_dirs(folder):
     return found
 
 
-def image_files(folder, problems, recursive=False, skipped=None):
+def image_files(folder, problems, recursive=False, skipped=None, shared=None):
     """{stem: path} of the image files in `folder`; hidden/system files skipped (counted in `skipped`),
-    two files with one stem reported in `problems`."""
+    two files with one stem reported in `problems` (and their stem added to set `shared`)."""
     found, files = {}, {}
     candidates = sorted(folder.rglob("*") if recursive else folder.iterdir())
     for path in candidates:
@@ -139,6 +139,8 @@ def image_files(folder, problems, recursive=False, skipped=None):
         files.setdefault(path.stem, []).append(path)
     for stem, paths in files.items():
         if len(paths) > 1:
+            if shared is not None:
+                shared.add(stem)
             problems.append(f"{paths[0]}: {len(paths)} files share the name {stem!r} "
                             f"({', '.join(p.name for p in paths)}); keep one of them or rename the others")
         else:
@@ -178,9 +180,9 @@ def pair_folders(image_dir, mask_dir, options, problems, notes, instance_dir=Non
     same_folder = image_dir == mask_dir
     if not same_folder and class_folders(mask_dir):
         return pair_class_folders(image_dir, mask_dir, problems), "one mask per class folder"
-    skipped = []
-    images = image_files(image_dir, problems, skipped=skipped)
-    masks = images if same_folder else image_files(mask_dir, problems, skipped=skipped)
+    skipped, shared = [], set()
+    images = image_files(image_dir, problems, skipped=skipped, shared=shared)
+    masks = images if same_folder else image_files(mask_dir, problems, skipped=skipped, shared=shared)
     if skipped:
         notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
     if same_folder:
@@ -200,7 +202,8 @@ def pair_folders(image_dir, mask_dir, options, problems, notes, instance_dir=Non
         problems.append(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     paired_images = {i for i, _ in pairs.values()}
     paired_masks = {m for _, m in pairs.values()}
-    missing = sorted(image_stems - paired_images)
+    missing = sorted(stem for stem in image_stems - paired_images
+                     if (stem.removesuffix(image_sfx) if image_sfx else stem) + mask_sfx not in shared)
     if missing and extra_images == "note":
         notes.append(f"{len(missing)} image(s) in {image_dir} without a mask ignored")
     elif missing:
@@ -210,6 +213,8 @@ def pair_folders(image_dir, mask_dir, options, problems, notes, instance_dir=Non
                         f"mask, remove the image, or set data.mask_suffix / data.masks_dir to how the masks are named")
                      for stem in missing]
     for stem in sorted(mask_stems - paired_masks):
+        if (stem.removesuffix(mask_sfx) if mask_sfx else stem) + image_sfx in shared:
+            continue  # its image is one of two files sharing a name, reported once above
         problems.append(f"{masks[stem]}: mask has no image in {image_dir}; remove it or add its image "
                         f"(looked for {stem.removesuffix(mask_sfx) if mask_sfx else stem}{image_sfx}.*)")
     instances = image_files(instance_dir, problems) if instance_dir and instance_dir.is_dir() else {}
