@@ -1,6 +1,7 @@
 """Predictions as CVAT / LabelMe / COCO annotations read back to the same masks; the uncertainty ranking."""
 import json
 import pathlib
+import shutil
 
 import cv2
 import numpy as np
@@ -8,8 +9,11 @@ import pandas as pd
 import pytest
 
 from app.core.annotation_writers import CVAT_HEADER, LABELME_VERSION, annotation_writer, polygons
+from app.core.check_data import check_dataset
+from app.core.config import load_config
 from app.core.import_annotations import import_annotations
 from app.core.inference import load_predictor, predict_labels
+from app.core.outputs import output_dir
 from app.core.palette import default_palette
 from app.core.ranking import ranking_table, uncertainty
 from app.predict import main
@@ -80,21 +84,27 @@ def test_cvat_segmentation_mask_layout_reads_back_exactly(images, tmp_path):
     assert lines[0] == CVAT_HEADER
     assert lines[1:] == [f"{name}:{r},{g},{b}::" for name, (r, g, b) in zip(NAMES, COLOURS)]
     assert (out / "ImageSets" / "Segmentation" / "default.txt").read_text().split() == ["scene", "leer"]
-    # Decoded by the labelmap's own colours (the CVAT labelmap reader of data/layouts is not in the tree yet).
-    colours = {tuple(int(v) for v in line.split(":")[1].split(",")): index for index, line in enumerate(lines[1:])}
+    for path in images:  # what CVAT exports with the images, read as `--data` reads it
+        shutil.copy(path, output_dir(out / "JPEGImages"))
+    found = check_dataset(load_config(None, [{"data": {"path": str(out)}}]))
+    assert found.problems == [] and found.encoding.class_names == tuple(NAMES)
     for path, labels in images.items():
-        rgb = cv2.cvtColor(cv2.imread(str(out / "SegmentationClass" / f"{path.stem}.png")), cv2.COLOR_BGR2RGB)
+        rgb = cv2.imread(str(out / "SegmentationClass" / f"{path.stem}.png"))
         assert rgb.shape == labels.shape + (3,)
-        decoded = np.vectorize(lambda code: colours[(code >> 16, (code >> 8) & 255, code & 255)])(
-            rgb.astype(np.int64) @ np.array([65536, 256, 1]))
-        np.testing.assert_array_equal(decoded, labels)
+        np.testing.assert_array_equal(found.encoding.read(str(out / "SegmentationClass" / f"{path.stem}.png")),
+                                      labels)
 
 
-def test_cvat_refuses_what_its_labelmap_cannot_hold(tmp_path):
+def test_cvat_background_is_black_and_class_colours_distinct(tmp_path):
+    writer = annotation_writer("cvat", tmp_path, ["bg", "a"], [(0, 0, 0), (9, 9, 9)])
+    writer.close()
+    assert (tmp_path / "labelmap.txt").read_text().splitlines()[1:] == ["background:0,0,0::", "a:9,9,9::"]
     with pytest.raises(ValueError, match="holds ':'"):
         annotation_writer("cvat", tmp_path, ["background", "a:b"], COLOURS)
     with pytest.raises(ValueError, match="share the colour"):
         annotation_writer("cvat", tmp_path, ["background", "a", "b"], [(0, 0, 0), (1, 2, 3), (1, 2, 3)])
+    with pytest.raises(ValueError, match="'b' is black"):
+        annotation_writer("cvat", tmp_path, ["background", "a", "b"], [(0, 0, 0), (1, 2, 3), (0, 0, 0)])
     with pytest.raises(ValueError, match="--as must be one of cvat, labelme, coco"):
         annotation_writer("voc", tmp_path, NAMES, COLOURS)
 

@@ -20,10 +20,12 @@ import cv2
 import numpy as np
 
 from app.core.outputs import output_dir, write_image, write_text
+from data.layouts.label_files import BACKGROUND_NAMES
 
 LABELME_VERSION = "5.5.0"
 """The LabelMe file format version written (labelme 5.x reads and writes these fields)."""
 CVAT_HEADER = "# label:color_rgb:parts:actions"
+BLACK = (0, 0, 0)
 COCO_SEGMENTATIONS = ("rle", "polygon")
 
 
@@ -124,20 +126,27 @@ class CvatWriter:
 
     Zip the output folder's contents and upload them in CVAT as the task's annotations (Actions > Upload
     annotations > Segmentation mask 1.1). Masks are RGB in the run's class colours, which must be distinct.
+    Black is CVAT's `background`, the pixels it leaves unannotated: class 0 is written as it when it is black or
+    named like a background; no other class may be black.
     """
 
     name = "cvat"
 
     def __init__(self, out, class_names, colours, **_):
         check_class_names(class_names, self.name)
-        colours = [tuple(int(v) for v in colour) for colour in np.asarray(colours)[:len(class_names)]]
+        names = list(class_names)
+        colours = [tuple(int(v) for v in colour) for colour in np.asarray(colours)[:len(names)]]
+        if colours[0] == BLACK or names[0].lower() in BACKGROUND_NAMES:
+            names[0], colours[0] = "background", BLACK
         for index, colour in enumerate(colours):
+            if colour == BLACK and index:
+                raise ValueError(f"--as cvat: class {names[index]!r} is black, CVAT's colour of unannotated "
+                                 "background: give it another colour in the run's palette.csv")
             if colour in colours[:index]:
-                other = class_names[colours.index(colour)]
-                raise ValueError(f"--as cvat: classes {other!r} and {class_names[index]!r} share the colour "
-                                 f"{colour}; CVAT tells classes apart by colour: give them distinct colours in "
-                                 "the run's palette.csv")
-        self.out, self.class_names, self.colours = pathlib.Path(out), list(class_names), np.array(colours, np.uint8)
+                raise ValueError(f"--as cvat: classes {names[colours.index(colour)]!r} and {names[index]!r} share "
+                                 f"the colour {colour}; CVAT tells classes apart by colour: give them distinct "
+                                 "colours in the run's palette.csv")
+        self.out, self.class_names, self.colours = pathlib.Path(out), names, np.array(colours, np.uint8)
         self.stems, self.tally = [], Tally()
 
     def targets(self, stems):
