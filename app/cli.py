@@ -55,6 +55,9 @@ def fail_cleanly(main):
             from app.core.native_logs import quiet_tensorflow_import
 
             quiet_tensorflow_import()
+        from app.core.outputs import discard_new_folders, forget_new_folders
+
+        forget_new_folders()
         try:
             with stop_on_signals():
                 return main(argv)
@@ -67,6 +70,7 @@ def fail_cleanly(main):
             print(stopped, file=sys.stderr)
             return stopped.exit_code
         except USER_ERRORS as err:
+            discard_new_folders()
             if os.environ.get("SEGKIT_DEBUG"):
                 raise
             message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

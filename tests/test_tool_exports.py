@@ -3,6 +3,7 @@ list), written as real files: the detection line, class count, names, colours an
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -281,3 +282,69 @@ def test_no_native_log_lines_from_tensorflow_opencv_or_the_converter(tmp_path, c
                             capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 1 and result.stderr.startswith("error: "), result.stderr
     assert not re.search(r"^(\[ WARN|I0000|WARNING: All log|.*imread_)", result.stderr, re.M), result.stderr
+
+
+# Nothing lost, nothing left behind ------------------------------------------------------------------------------
+
+def digest(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_predict_never_writes_into_the_masks_of_its_inputs(tiny_run, tmp_path, capsys):
+    from app.predict import main as predict_main
+
+    run, data = tiny_run
+    other = tmp_path / "labelled"
+    shutil.copytree(data, other)
+    before = digest(other)
+    assert predict_main(["--run", str(run), str(other / "images"), "--out", str(other / "masks"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {other / 'masks'}: holds the masks of the input images (") and \
+        "--overwrite included: choose another --out" in err, err
+    gt = tmp_path / "ground_truth"
+    gt.mkdir()
+    for mask in (other / "masks").glob("*.png"):
+        shutil.copy(mask, gt / f"{mask.stem}_mask.png")
+    assert predict_main(["--run", str(run), str(other / "images"), "--out", str(gt)]) == 2
+    assert digest(other) == before and sorted(p.name for p in gt.iterdir()) == sorted(
+        f"{p.stem}_mask.png" for p in (other / "masks").glob("*.png"))
+    assert predict_main(["--run", str(run), str(other / "images"), "--out", str(tmp_path / "preds")]) == 0
+    assert predict_main(["--run", str(run), str(other / "images"), "--out", str(tmp_path / "preds"),
+                         "--overwrite"]) == 0
+
+
+def test_failed_commands_leave_no_output_folder(tiny_run, tmp_path, capsys):
+    from app.evaluate import main as evaluate_main
+    from app.predict import main as predict_main
+
+    run, data = tiny_run
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    assert predict_main(["--run", str(run), str(broken), "--out", str(tmp_path / "p" / "out")]) == 1
+    assert not (tmp_path / "p").exists()
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    first = sorted((other / "masks").glob("*.png"))[0]
+    first.write_bytes(first.read_bytes()[:40])
+    code = evaluate_main(["--run", str(run), "--data", str(other), "--split", "train", "--out", str(tmp_path / "r")])
+    assert code == 2 and not (tmp_path / "r").exists(), capsys.readouterr().err
+
+
+def test_a_run_stores_absolute_data_paths_and_says_where_a_missing_one_came_from(tiny_run, tmp_path, monkeypatch,
+                                                                                   capsys):
+    from app.evaluate import main as evaluate_main
+
+    (tmp_path / "good").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None, [{"data": {"path": "good"}}])["data"]["path"] == str(tmp_path / "good")
+    assert load_config(None, [{"data": {"path": "nowhere"}}])["data"]["path"] == "nowhere"
+    run, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    saved = (copy / "config.yaml").read_text()
+    (copy / "config.yaml").write_text(saved.replace(f"path: {tiny_run[1]}", "path: data/good"))
+    assert evaluate_main(["--run", str(copy), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: data/good: dataset path does not exist; check --data / data.path (data.path data/good "
+                   f"comes from {copy / 'config.yaml'}; give --data to use another folder)\n")

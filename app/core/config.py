@@ -149,6 +149,20 @@ def load_config(path=None, overrides=()):
         raise ConfigError(str(err)) from None
     if not config["name"]:
         config["name"] = f"{pathlib.Path(config['data']['path']).stem}-{config['model']['name']}"
+    return absolute_data_paths(config)
+
+
+DATA_PATH_KEYS = ("path", "palette", "import_dir")
+"""data.* keys holding paths relative to the working folder (split lists are relative to the dataset)."""
+
+
+def absolute_data_paths(config):
+    """Make the data.* paths that exist absolute, so that a run's config.yaml still finds them from another
+    folder; a path that does not exist stays as typed (messages show it so)."""
+    for key in DATA_PATH_KEYS:
+        value = config["data"].get(key)
+        if isinstance(value, str) and value and not pathlib.Path(value).is_absolute() and pathlib.Path(value).exists():
+            config["data"][key] = str(pathlib.Path(value).absolute())
     return config
 
 

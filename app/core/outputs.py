@@ -3,13 +3,16 @@
 `prepare_output_folder` is the one check every writing command makes before writing anything: the output folder
 must not be, contain or lie inside an input folder or a dataset folder (nor be the folder of an input file), and
 existing files there are only replaced with `--overwrite`. Files go to a temporary name in the same folder, then
-`os.replace`: a crash or a bad input never leaves a half-written file under the final name.
+`os.replace`: a crash or a bad input never leaves a half-written file under the final name. Folders a command
+creates are remembered (`created_folders`) so that a command that fails leaves none behind (`discard_new_folders`,
+called by `app.cli.fail_cleanly`).
 """
 import contextlib
 import io
 import os
 import pathlib
 import secrets
+import shutil
 
 import cv2
 import numpy as np
@@ -43,6 +46,35 @@ def check_output_folder(out, inputs):
                              "inputs: choose another --out")
 
 
+def check_mask_folder(out, inputs):
+    """Raise ValueError when existing folder `out` holds masks paired with the input images: image files named
+    `<input stem><mask suffix>` where the suffix is one predictions never carry (`_mask`, `_label`, ...) or the
+    folder has a dataset's mask-folder name (masks/, labels/, SegmentationClass/, ...). --overwrite does not
+    lift this: ground truth is never replaced."""
+    from data.layouts.base import IMAGE_EXTENSIONS, MASK_SUFFIXES
+    from data.layouts.paired import MASK_DIR_NAMES
+    from data.layouts.voc import MASK_DIRS
+
+    out = pathlib.Path(out)
+    if not out.is_dir():
+        return
+    images = {}
+    for item in map(pathlib.Path, inputs):
+        for file in (sorted(item.iterdir()) if item.is_dir() else [item]):
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                images.setdefault(file.stem, file)
+    mask_folder = out.name.lower() in {name.lower() for name in (*MASK_DIR_NAMES, *MASK_DIRS)}
+    for file in sorted(out.iterdir()):
+        if not file.is_file() or file.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        for suffix in MASK_SUFFIXES:
+            stem = file.stem.removesuffix(suffix) if suffix else file.stem
+            if (suffix or mask_folder) and file.stem.endswith(suffix) and stem in images:
+                raise ValueError(f"{out}: holds the masks of the input images ({file.name} for {images[stem].name}); "
+                                 f"outputs never go into a dataset's mask folder, --overwrite included: choose "
+                                 f"another --out")
+
+
 def dataset_folders(config):
     """The folders of a run's dataset that outputs must stay out of: `data.path` when it is a folder (images,
     masks and every layout's subfolders lie inside it), else nothing (a CSV lists files anywhere)."""
@@ -61,10 +93,12 @@ def prepare_output_folder(out, inputs=(), files=(), overwrite=False, create=True
         create: bool. Create the folder (False: only check, before slower work that may still fail).
 
     Raises:
-        ValueError: `out` is, contains or lies inside an input, or a file exists without `overwrite`.
+        ValueError: `out` is, contains or lies inside an input, holds the inputs' masks (`check_mask_folder`), or
+            a file exists without `overwrite`.
         OSError: the folder cannot be created.
     """
     check_output_folder(out, inputs)
+    check_mask_folder(out, inputs)
     existing = [pathlib.Path(f) for f in files if pathlib.Path(f).exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -72,14 +106,38 @@ def prepare_output_folder(out, inputs=(), files=(), overwrite=False, create=True
     return output_dir(out) if create else pathlib.Path(out)
 
 
+_CREATED = []
+"""The topmost folder each `output_dir` call created, in order, since the last `forget_new_folders`."""
+
+
 def output_dir(path):
     """Create folder `path` (and parents); an OSError names the folder that cannot be made."""
     path = pathlib.Path(path)
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OSError(err.errno, f"cannot create output folder ({err.strerror})", str(path)) from None
+    if missing:
+        _CREATED.append(missing[-1].absolute())
     return path
+
+
+def forget_new_folders():
+    """Start a command: the folders created so far are kept whatever happens next."""
+    _CREATED.clear()
+
+
+def discard_new_folders():
+    """Remove the folders `output_dir` created since `forget_new_folders` (with what was written in them): a
+    command that fails leaves no output folder behind. Returns the folders removed."""
+    removed = []
+    for folder in reversed(_CREATED):
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    _CREATED.clear()
+    return removed
 
 
 @contextlib.contextmanager

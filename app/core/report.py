@@ -20,8 +20,15 @@ from app.core.inference import load_predictor, predict_labels
 from app.core.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
 from app.core.palette import display_image
 from app.core.plots import plot_confusion_matrix, plot_overlay_panel
-from data.layouts import dataset_source
+from data.layouts import DatasetError, dataset_source
 from data.scan import mask_encoding
+
+
+def from_run_config(err, run_dir, path):
+    """`err` with its first line saying that the dataset path came from the run's config.yaml."""
+    lines = str(err).splitlines() or [type(err).__name__]
+    lines[0] += f" (data.path {path} comes from {run_dir / 'config.yaml'}; give --data to use another folder)"
+    return DatasetError(lines)
 
 
 def split_rows(config, split, num_classes, runs_dir=None):
@@ -155,7 +162,12 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     config = copy.deepcopy(predictor.config)
     if data is not None:
         config["data"]["path"] = str(data)
-    rows, encoding = split_rows(config, split, predictor.num_classes, run_dir.parent)
+    try:
+        rows, encoding = split_rows(config, split, predictor.num_classes, run_dir.parent)
+    except DatasetError as err:
+        if data is not None or pathlib.Path(config["data"]["path"]).exists():
+            raise
+        raise from_run_config(err, run_dir, config["data"]["path"]) from None
     overwrite = out is None if overwrite is None else overwrite
     out = pathlib.Path(out if out is not None else run_dir / f"report-{split}")
     old_overlays = [*(out / "overlays").glob("worst_*.png"), *(out / "overlays").glob("best_*.png")]
