@@ -15,7 +15,8 @@ one polygon per connected region and class, simplified to --polygon-tolerance pi
 polygons; coco: DIR/annotations.json, one annotation per region and class as RLE (exact) or, with
 --coco-polygons, polygons. --rank scores every image by the model's uncertainty (entropy and flip disagreement,
 per class) and writes DIR/ranking.csv (all images, most useful to label first) and DIR/ranking.html (the top
---rank-top with overlays, thumbnails in DIR/ranking/).
+--rank-top with overlays, thumbnails in DIR/ranking/). --min-region N gives regions under N pixels the class
+around them (multi-class runs, every output).
 
 DIR must lie outside the inputs' folders and the run's dataset; existing masks are replaced only with --overwrite.
 Unreadable images are skipped and listed at the end (exit code 1).
@@ -46,6 +47,8 @@ def parse_args(argv=None):
                         help="--as labelme / --coco-polygons: polygon simplification (default 1.0; 0 keeps every "
                              "corner of the pixel outline)")
     parser.add_argument("--coco-polygons", action="store_true", help="--as coco: polygons instead of RLE masks")
+    parser.add_argument("--min-region", type=int, default=0, metavar="PIXELS",
+                        help="regions smaller than this take the class around them (default 0: kept)")
     parser.add_argument("--rank", action="store_true",
                         help="also write ranking.csv and ranking.html: which images to label next")
     parser.add_argument("--rank-top", type=int, default=48, metavar="N", help="images on ranking.html (default 48)")
@@ -57,6 +60,8 @@ def parse_args(argv=None):
         parser.error(f"--polygon-tolerance must be >= 0 pixels, got {args.polygon_tolerance}")
     if args.coco_polygons and args.annotations != "coco":
         parser.error("--coco-polygons goes with --as coco")
+    if args.min_region < 0:
+        parser.error(f"--min-region must be >= 0 pixels, got {args.min_region}")
     if args.rank_top < 1:
         parser.error(f"--rank-top must be at least 1, got {args.rank_top}")
     args.options = prediction_options(parser, args)
@@ -111,6 +116,7 @@ def main(argv=None):
     from tqdm import tqdm
 
     from app.core import multilabel
+    from app.core.annotation_writers import merge_small_regions
     from app.core.inference import load_predictor, predict_labels
     from app.core.outputs import dataset_folders, prepare_output_folder, write_image, write_text
     from app.core.palette import colourise, display_image, overlay
@@ -154,6 +160,8 @@ def main(argv=None):
         except ValueError as err:
             failed.append(str(err) if str(file) in str(err) else f"{file}: {err}")
             continue
+        if args.min_region and not predictor.multilabel:
+            labels = merge_small_regions(labels, args.min_region)
         if predictor.multilabel:
             multilabel.write_masks(out, file.stem, masks, predictor.class_names)
             if "colour" in folders:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.core.annotation_writers import CVAT_HEADER, LABELME_VERSION, annotation_writer, polygons
+from app.core.annotation_writers import (CVAT_HEADER, LABELME_VERSION, annotation_writer, merge_small_regions,
+                                         polygons)
 from app.core.check_data import check_dataset
 from app.core.config import load_config
 from app.core.import_annotations import import_annotations
@@ -168,6 +169,19 @@ def test_polygons_paint_enclosing_regions_first_and_count_specks():
     assert polygons(np.zeros((5, 5), np.uint8))[0] == []
 
 
+def test_small_regions_take_the_class_around_them():
+    labels = np.zeros((20, 30), np.uint8)
+    labels[2:18, 2:18] = 1
+    labels[8:10, 8:10] = 2                         # 4 pixels of class 2 inside class 1
+    labels[0, 29] = 3                              # a corner speck in the background
+    labels[5:15, 22:27] = 2                        # 50 pixels: kept
+    merged = merge_small_regions(labels, 5)
+    expected = labels.copy()
+    expected[8:10, 8:10], expected[0, 29] = 1, 0
+    np.testing.assert_array_equal(merged, expected)
+    np.testing.assert_array_equal(merge_small_regions(labels, 0), labels)
+
+
 def test_uncertainty_counts_each_shown_class_and_flip_disagreement():
     sure = np.zeros((1, 32, 32, 2), np.float32)
     sure[..., 0] = 30
@@ -193,14 +207,15 @@ def test_cli_pre_labels_and_ranks_and_keeps_out_of_the_dataset(tiny_run, tmp_pat
     run, data = tiny_run
     out = tmp_path / "coco"
     assert main(["--run", str(run), str(data / "images"), "--out", str(out), "--as", "coco", "--rank",
-                 "--rank-top", "3"]) == 0
+                 "--rank-top", "3", "--min-region", "6"]) == 0
     assert "coco annotations written to" in capsys.readouterr().out
     predictor = load_predictor(run)
     masks = imported("coco", out / "annotations.json", tmp_path / "back", predictor.class_names)
     images = sorted((data / "images").iterdir())
     assert sorted(masks) == [p.stem for p in images]
     for image in images:
-        np.testing.assert_array_equal(masks[image.stem], predict_labels(predictor, read_image(image, 3)))
+        predicted = predict_labels(predictor, read_image(image, 3))
+        np.testing.assert_array_equal(masks[image.stem], merge_small_regions(predicted, 6))
     table = pd.read_csv(out / "ranking.csv")
     assert len(table) == len(images) and table["score"].is_monotonic_decreasing
     assert np.allclose(table[["share_bg", "share_disc", "share_box"]].sum(axis=1), 1)

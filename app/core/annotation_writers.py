@@ -9,7 +9,8 @@ and class, traced by `cv2.findContours` and simplified by `cv2.approxPolyDP` at 
 ordered by area, largest first, and a hole is written as a later shape of what fills it: a `background`
 (class 0) polygon for an empty hole, the other class's own polygon for a region inside it. LabelMe's export,
 segkit's import and COCO's readers paint later shapes over earlier ones, so the mask comes back. LabelMe regions
-whose polygon has fewer than 3 corners (1-2 pixel specks, at the tolerance) are left out and counted.
+too thin for a polygon (fewer than 3 corners: one pixel wide, or a line at the tolerance) are left out and
+counted; `merge_small_regions` (`app.predict --min-region`) removes specks before any format is written.
 """
 import dataclasses
 import json
@@ -53,7 +54,7 @@ class Tally:
         if self.holes:
             text += f", {self.holes} hole(s) written as later background shapes"
         if self.specks:
-            text += f"; {self.specks} speck(s) under 3 corners left out"
+            text += f"; {self.specks} region(s) too thin for a polygon (under 3 corners) left out"
         return text
 
 
@@ -79,7 +80,7 @@ def _background_holes(labels):
 
 
 def polygons(labels, tolerance=1.0, continuous=False):
-    """Polygons of a class-index mask in paint order, and the number of specks left out.
+    """Polygons of a class-index mask in paint order, and the number of regions too thin for one (left out).
 
     Every region of classes 1.. is a polygon; background regions enclosed by other classes are holes (class 0
     polygons). Sorting by filled area, largest first, puts each region after every region enclosing it.
@@ -107,6 +108,27 @@ def polygons(labels, tolerance=1.0, continuous=False):
             found.append(Polygon(int(label), (points + 0.5) / 2 if continuous else points, area, hole))
     found.sort(key=lambda polygon: -polygon.area)
     return found, specks
+
+
+def merge_small_regions(labels, min_pixels):
+    """A copy of class-index mask `labels` where each connected region (8-connected, any class) of fewer than
+    `min_pixels` pixels takes the most common class around it: specks a labeller would only delete."""
+    labels = np.asarray(labels)
+    merged = labels.copy()
+    if min_pixels <= 1:
+        return merged
+    height, width = labels.shape
+    for label in np.unique(labels):
+        count, regions, stats, _ = cv2.connectedComponentsWithStats((labels == label).astype(np.uint8),
+                                                                     connectivity=8)
+        for region in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_pixels) + 1:
+            x, y, w, h = stats[region, :4]
+            x0, y0, x1, y1 = max(x - 1, 0), max(y - 1, 0), min(x + w + 1, width), min(y + h + 1, height)
+            inside = regions[y0:y1, x0:x1] == region
+            around = labels[y0:y1, x0:x1][cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) > inside]
+            if around.size:
+                merged[y0:y1, x0:x1][inside] = np.bincount(around).argmax()
+    return merged
 
 
 def check_class_names(names, fmt):
