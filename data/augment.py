@@ -29,7 +29,7 @@ def _resize(size):
 
 
 def train_transform(crop_size, resize=None, **options):
-    """Random scale/rotate, pad, random crop to `crop_size` (H, W), flips and photometric jitter.
+    """Random scale/rotate, quarter turns, pad, random crop to `crop_size` (H, W), flips and photometric jitter.
 
     Padding and the corners that rotation uncovers get image value 0 and mask value IGNORE_INDEX, so they
     count in no loss or metric. `options` are the keys of DEFAULT_AUGMENT.
@@ -45,6 +45,8 @@ def train_transform(crop_size, resize=None, **options):
             interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
             border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX, p=opt["affine_p"],
         ))
+    if opt["rotate90"]:  # before the crop: a quarter turn of a non-square crop would swap its sides
+        steps.append(A.RandomRotate90(p=opt["rotate90"]))
     steps += [
         A.PadIfNeeded(*crop_size, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX),
         A.RandomCrop(*crop_size),
@@ -56,8 +58,6 @@ def train_transform(crop_size, resize=None, **options):
         steps.append(A.HorizontalFlip(p=opt["hflip"]))
     if opt["vflip"]:
         steps.append(A.VerticalFlip(p=opt["vflip"]))
-    if opt["rotate90"]:
-        steps.append(A.RandomRotate90(p=opt["rotate90"]))
     if opt["brightness_contrast"]:
         limit = opt["brightness_contrast"]
         steps.append(A.RandomBrightnessContrast(limit, limit, p=0.5))

@@ -11,6 +11,11 @@ import cv2
 import numpy as np
 
 PERCENTILES = (5, 10, 50, 90, 95)
+SPECK_SHARE = 0.001
+"""Components of a class smaller than this share of the class's largest component in the same mask are specks
+(JPEG-compression noise, stray labelling clicks), not objects."""
+MIN_OBJECT_PIXELS = 3
+"""Components of fewer pixels are specks too, unless nothing larger is in the mask."""
 
 
 def image_statistics(image, labels, num_classes):
@@ -24,7 +29,8 @@ def image_statistics(image, labels, num_classes):
     Returns a dict: `channel_sum`, `channel_sq_sum` (per channel, over all pixels), `class_row_sum` and
     `class_col_sum` (per class: sum of the normalised row / column positions, 0 = top / left, 1 = bottom / right,
     of its pixels) and `objects` (per class: arrays `area`, `extent` = longer bounding-box side and `thickness` =
-    twice the largest distance from a pixel to the component's border, i.e. the widest inscribed disc).
+    twice the largest distance from a pixel to the component's border, i.e. the widest inscribed disc), specks
+    left out (`without_specks`).
     """
     height, width = labels.shape
     stats = {}
@@ -41,7 +47,7 @@ def image_statistics(image, labels, num_classes):
         binary = (labels == cls).astype(np.uint8)
         row_sum[cls] = binary.sum(1) @ rows
         col_sum[cls] = binary.sum(0) @ cols
-        objects[int(cls)] = components(binary)
+        objects[int(cls)] = without_specks(components(binary))
     stats.update(class_row_sum=row_sum, class_col_sum=col_sum, objects=objects)
     return stats
 
@@ -59,6 +65,16 @@ def components(binary):
     starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if labels.size else np.zeros(0, int)
     thickness = np.maximum.reduceat(values, starts) if labels.size else np.zeros(0)
     return {"area": area, "extent": extent, "thickness": 2.0 * thickness.astype(np.float64)}
+
+
+def without_specks(found):
+    """The components of `components` that are objects: at least MIN_OBJECT_PIXELS (or the largest component's
+    size, where all are smaller) and SPECK_SHARE of the largest component."""
+    if not found["area"].size:
+        return found
+    largest = int(found["area"].max())
+    keep = (found["area"] >= min(MIN_OBJECT_PIXELS, largest)) & (found["area"] >= SPECK_SHARE * largest)
+    return {key: values[keep] for key, values in found.items()}
 
 
 def _summary(values):

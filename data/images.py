@@ -149,6 +149,27 @@ def match_channels(image, channels, path="image"):
     return image
 
 
+CHANNEL_PEEK = 8
+"""Training images whose channel count `input_channels` reads."""
+
+
+def input_channels(paths):
+    """(channels, reason): what `data.channels: auto` resolves to from the first CHANNEL_PEEK image files: 3 for
+    grey and RGB files (grey is repeated; pretrained encoders take RGB), else the files' band count (multi-band
+    TIFF: RGB+NIR, 8-band satellite images); files that differ are reported by the scan."""
+    counts = {}
+    for path in list(paths)[:CHANNEL_PEEK]:
+        try:
+            channels = read_raw_image(path).shape[2]
+        except ReadError:
+            continue
+        counts[channels] = counts.get(channels, 0) + 1
+    if not counts or set(counts) <= {1, 3}:
+        return 3, "grey or RGB image files: 3 input channels"
+    channels = max(counts, key=counts.get)
+    return channels, f"{channels}-band image files: {channels} input channels"
+
+
 def to_unit_float(image):
     """Scale any integer or float image to float32 in [0, 1] by its dtype's range (floats are clipped)."""
     if image.dtype == np.uint8:

@@ -27,7 +27,8 @@ class _ThreadLocalTransform:
 
 
 def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_size=None, resize=None, divisor=1,
-                  augment_options=None, border_weights=None, one_hot=False, cache=False, seed=0, normalization=None):
+                  augment_options=None, border_weights=None, one_hot=False, cache=False, seed=0, normalization=None,
+                  repeat=False):
     """Dataset of (image, mask) or (image, mask, pixel_weights) batches from a discovery frame.
 
     Args:
@@ -47,6 +48,8 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         cache: keep decoded images in memory after the first epoch.
         seed: shuffling and augmentation seed; the same seed gives the same batches.
         normalization: `data.normalization.Normalization` of the raw values; None scales by the dtype's range.
+        repeat: (training) an endless stream of passes, each reshuffled, batched across pass ends so that every
+            batch is full; epochs are then counted in steps (Keras `steps_per_epoch`) and never run out of input.
 
     Images are float32 in [0, 1]; masks int32 with void and padding as IGNORE_INDEX. Multi-label encodings
     (`data.multilabel`) yield float32 (H, W, C) multi-hot masks: 0, 1, and IGNORE_INDEX per pixel and class on
@@ -107,6 +110,8 @@ def build_dataset(frame, encoding, *, training, batch_size, channels=3, crop_siz
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            dataset = dataset.repeat()
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(lambda s: s % (2**31 - 1))
     dataset = tf.data.Dataset.zip(dataset, seeds).map(apply_tf, num_parallel_calls=tf.data.AUTOTUNE)
     if training:

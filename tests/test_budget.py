@@ -185,4 +185,4 @@ def test_a_slower_pace_than_the_warm_up_shortens_the_run_and_its_schedule(tmp_pa
     assert budget.elapsed() <= seconds
     assert rates[-1] == pytest.approx(0.01 * peak, rel=1e-4)  # the floor, at the new last epoch
     assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == budget.epochs
-    assert any(f"ends after epoch {budget.epochs} instead of {planned}" in line for line in lines)
+    assert any(f"ends after epoch {budget.epochs} instead of {planned}" in line for line in lines), lines

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from app import export, train
-from app.core.export import (FORMATS, ExportError, LiteRTModel, ParityError, convert_tflite, export_run,
+from app.core.export import (FORMATS, ExportError, LiteRTModel, ParityError, convert_tflite, export_run, float32_model,
                            litert_compatible, tflite_archive)
 from data.masks import read_image
 from models.registry import MODELS, get_model
@@ -35,7 +35,7 @@ def exported(run_dir, tmp_path_factory):
     # A 1-epoch, 7k-parameter model is too crude for the 1-point int8 tolerance to be a stable test;
     # test_broken_calibration_trips_the_tolerance checks that tolerance.
     table = export_run(run_dir, FORMATS, out, calibration_images=16, tolerances={"tflite-int8": 5.0}, latency_runs=2)
-    return out, table, keras.saving.load_model(run_dir / "model.keras")
+    return out, table, float32_model(keras.saving.load_model(run_dir / "model.keras"))  # what export writes
 
 
 def keras_probabilities(model, images_uint8):

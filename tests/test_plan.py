@@ -130,7 +130,10 @@ def test_few_huge_images_keep_resolution_and_crop_at_the_memory_budget():
     fp = fingerprint((4000, 5000), images=4, classes={"background": (0.9, objects(5000)), "cell": (0.1, objects(30))})
     plan = make_plan(fp, CPU)
     assert plan["resize"] is None
-    assert plan["crop"][0] * plan["crop"][1] <= 256 * 256 * 1.2 and plan["crop"][1] > plan["crop"][0]
+    assert plan["crop"] == [256, 256] and plan["rotate90"] == 0.5  # no up/down: square crops, quarter turns
+    upright = make_plan(dataclasses.replace(fp, class_row={"background": 0.2, "cell": 0.8}), CPU)
+    assert upright["crop"][0] * upright["crop"][1] <= 256 * 256 * 1.2 and upright["crop"][1] > upright["crop"][0]
+    assert upright["rotate90"] == 0.0
     assert plan["batch_size"] == 2  # four training images: at least two steps per epoch, batch of at least 2
     assert make_plan(fp, GPU)["crop"][0] * make_plan(fp, GPU)["crop"][1] > 400 * 400  # GPUs take bigger crops
 
@@ -153,7 +156,7 @@ def test_depth_covers_the_crop_with_its_receptive_field():
 
 def test_depth_and_crop_agree():
     street = {"sky": (0.3, objects(400)), "road": (0.7, objects(30))}
-    plan = make_plan(fingerprint((360, 480), classes=street), CPU)
+    plan = make_plan(fingerprint((360, 480), classes=street, rows={"sky": 0.2, "road": 0.8}), CPU)
     assert plan["crop"] == [224, 288] and plan["depth"] == 4  # 224 / 2**5 < 8: the deepest allowed
     reason = next(d.reason for d in plan.decisions if d.name == "depth")
     assert "224 px side" in reason and "largest" in reason

@@ -40,6 +40,10 @@ SAFETY = 0.93
 """Fraction of the remaining budget that the estimate may fill (the rest absorbs timing noise)."""
 MAX_WARMUP_SHARE = 0.1
 """Learning-rate warm-up takes at most this share of the epochs a budget allows."""
+VAL_SHARE = 0.15
+"""Share of the budget that validation during training may take; the final evaluation is counted apart."""
+MIN_VAL_IMAGES = 8
+"""Fewest validation images an epoch's validation uses; below that, fewer epochs are validated."""
 FINAL_OVERHEAD_S = 3.0
 """Seconds for loading the best model and plotting the curves after the last epoch."""
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -115,6 +119,46 @@ class Estimate:
         return self.first_epoch_extra_s + epochs * self.epoch_s + self.final_s
 
 
+@dataclasses.dataclass
+class Validation:
+    """Validation during a budgeted run: a fixed sample of `images` validation images (None: all of them),
+    on epoch 1, the last epoch, and every `every` epochs counted back from the last."""
+
+    images: int | None = None
+    every: int = 1
+
+    def epochs(self, total):
+        """The 1-based epochs validated in a run of `total` epochs (Keras `fit(validation_freq=...)`); epoch 1
+        names the history's validation columns, the last one scores the final model."""
+        return sorted({1, *range(total, 0, -self.every)})
+
+
+def fit_validation(estimate, seconds, val_images, share=VAL_SHARE):
+    """(epochs, steps per epoch, Validation) that train the most steps in `seconds` while validation takes at
+    most `share` of them: all validation images every epoch where that fits, else a smaller fixed sample
+    (MIN_VAL_IMAGES at least), else that sample on fewer epochs."""
+    if not val_images or not estimate.val_s:
+        return (*estimate.fit_within(seconds), Validation())
+    per_image, cap = estimate.val_s / val_images, share * max(seconds, 0.0)
+    validation = Validation(val_images, 1)
+    for _ in range(8):
+        cost = per_image * validation.images
+        epochs, steps = dataclasses.replace(estimate, val_s=cost / validation.every).fit_within(seconds)
+        validations = len(validation.epochs(epochs))
+        if cost * validations <= cap:
+            break
+        fewest = min(MIN_VAL_IMAGES, val_images)
+        fits = math.floor(cap / validations / per_image)
+        if fits >= fewest:
+            validation = Validation(min(fits, validation.images - 1), validation.every)
+        else:
+            every = max(validation.every + 1, math.ceil(per_image * fewest * epochs / max(cap, 1e-9)))
+            validation = Validation(fewest, min(every, max(epochs, 1)))
+    if validation.images == val_images:
+        validation.images = None
+    return epochs, steps, validation
+
+
 def _adjustable_schedule(optimizer):
     """Give a CosineDecay learning rate variable warm-up and decay steps, so a train step traced now follows
     lengths set later; returns the two variables, or None (other schedules, non-TensorFlow backends). The
@@ -147,6 +191,20 @@ class Budget:
     length: dict | None = None
     """The schedule's warm-up and decay step variables (`_adjustable_schedule`); None where not adjustable."""
     train_rows: int = 0
+    validation: Validation = dataclasses.field(default_factory=Validation)
+    validated: list = dataclasses.field(default_factory=list)
+    """The epochs that validate (`Validation.epochs`): the list `fit(validation_freq=...)` reads at each epoch
+    end; the guard adds its new last epoch when it shortens the run."""
+    max_epochs: int = 0
+    """Epochs `fit` is given: the guard may lengthen the run up to them (`BudgetGuard`), where the schedule is
+    adjustable; it stops training at `epochs`."""
+    spent: dict = dataclasses.field(default_factory=dict)
+    """Seconds per phase (warm-up, training, validation, saving, final evaluation), for the log and budget.json."""
+
+    def set_epochs(self, epochs):
+        self.epochs = epochs
+        self.max_epochs = max(self.max_epochs, epochs)
+        self.validated[:] = self.validation.epochs(epochs)
 
     def take_model(self):
         model, self.model = self.model, None
@@ -157,7 +215,9 @@ class Budget:
 
     def save(self, run_dir):
         state = {"budget_s": self.seconds, "epochs": self.epochs, "elapsed_s": round(self.elapsed(), 2),
-                 "estimate": None if self.estimate is None else dataclasses.asdict(self.estimate)}
+                 "estimate": None if self.estimate is None else dataclasses.asdict(self.estimate),
+                 "validation": dataclasses.asdict(self.validation),
+                 "spent_s": {phase: round(value, 1) for phase, value in self.spent.items()}}
         with atomic_path(run_dir / "budget.json") as temp:
             temp.write_text(json.dumps(state, indent=2))
 
@@ -168,8 +228,11 @@ class Budget:
                 self.length[key].assign(float(value))
 
     def finish(self, run_dir, log=print):
+        elapsed = self.elapsed()
+        self.spent["other"] = max(elapsed - self.elapsed_before - sum(self.spent.values()), 0.0)
         self.save(run_dir)
-        log(f"time budget: {self.elapsed():.0f} s of {self.seconds:.0f} s used")
+        phases = ", ".join(f"{phase} {value:.0f} s ({value / elapsed:.0%})" for phase, value in self.spent.items())
+        log(f"time budget: {elapsed:.0f} s of {self.seconds:.0f} s used ({elapsed / self.seconds:.0%}): {phases}")
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -222,16 +285,12 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     weights = model.get_weights()
     optimizer_state = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
     train_rows = int((prepared.frame["split"] == "train").sum())
-    steps_per_epoch = max(1, train_rows // config["train"]["batch_size"]) if setup.count > 1 else \
-        math.ceil(train_rows / config["train"]["batch_size"])
+    steps_per_epoch = pass_steps(train_rows, config["train"]["batch_size"])
     timer = _EpochTimer()
-    # the training data itself (a repeated dataset has another iterator type: training would trace again),
-    # both short epochs from one pass over it
+    # the training stream itself (the same dataset object, so training reuses the traced step)
     warm = max(1, min(steps, steps_per_epoch // 2))
-    same = steps_per_epoch >= 2
-    train_data = prepared.train if same else prepared.train.repeat()
-    model.fit(distribute_dataset(train_data, setup), epochs=2, steps_per_epoch=warm, callbacks=[timer], verbose=0,
-              shuffle=False)
+    model.fit(distribute_dataset(prepared.train, setup), epochs=2, steps_per_epoch=warm, callbacks=[timer],
+              verbose=0, shuffle=False)
     val_extra, val_s = time_validation(model, prepared, setup)
     with tempfile.TemporaryDirectory(prefix="segkit-budget-") as scratch:  # what the epoch-end callbacks write
         mark = time.perf_counter()
@@ -244,23 +303,33 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     start = time.perf_counter() - mark
     del iterator
     step_s = timer.seconds[1] / warm
-    extra = max(timer.seconds[0] - timer.seconds[1], 0.0) + val_extra
+    # the training stream is one iterator for the whole run: its start (shuffle buffer, first batch) is paid once
+    extra = max(timer.seconds[0] - timer.seconds[1], 0.0) + val_extra + start
     # the final evaluation predicts the validation split (training split when none) once, tracing again
     final = (val_s + val_extra if prepared.val is not None else steps_per_epoch * step_s / 2) + FINAL_OVERHEAD_S
     if length is None:
-        return Estimate(step_s, val_s, saving, start, extra, final, steps_per_epoch), None, None
+        return Estimate(step_s, val_s, saving, 0.0, extra, final, steps_per_epoch), None, None
     model.set_weights(weights)
     for variable, value in zip(model.optimizer.variables, optimizer_state):
         variable.assign(value)
-    # the traced steps are reused; a last partial batch (a new shape) is traced once more
-    retrace = extra if train_rows % config["train"]["batch_size"] or not same else 0.0
-    return Estimate(step_s, val_s, saving, start, retrace, final, steps_per_epoch), model, length
+    # the traced steps are reused (every batch is full: no new shape to trace)
+    return Estimate(step_s, val_s, saving, 0.0, start, final, steps_per_epoch), model, length
+
+
+def pass_steps(train_rows, batch_size):
+    """Steps of one pass over the training images (the training stream repeats: every batch is full)."""
+    return max(1, math.ceil(train_rows / batch_size))
+
+
+def epoch_steps(train, train_rows):
+    """Steps of one epoch: `train.steps_per_epoch`, else a pass."""
+    return train.get("steps_per_epoch") or pass_steps(train_rows, train["batch_size"])
 
 
 def schedule_steps(train, train_rows):
     """{warmup_steps, decay_steps} of the cosine schedule for the `train` section's epochs (what
     `app.core.train._optimizer` builds it with)."""
-    steps = train.get("steps_per_epoch") or math.ceil(train_rows / train["batch_size"])
+    steps = epoch_steps(train, train_rows)
     warmup = int(train["warmup_epochs"] * steps)
     return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}
 
@@ -278,7 +347,9 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         config["train"]["steps_per_epoch"] = saved["train"].get("steps_per_epoch")
         config["train"]["epochs"] = state.get("epochs", saved["train"]["epochs"])  # the guard may have shortened it
         budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
-                        Estimate(**state["estimate"]) if state.get("estimate") else None, config["train"]["epochs"])
+                        Estimate(**state["estimate"]) if state.get("estimate") else None,
+                        validation=Validation(**state.get("validation", {})))
+        budget.set_epochs(config["train"]["epochs"])
         log(f"time budget {format_duration(seconds)}: resumed run used {budget.elapsed_before:.0f} s, "
             f"{max(seconds - budget.elapsed(), 0):.0f} s left; epochs stay {budget.epochs}")
         return budget
@@ -286,48 +357,76 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
     estimate, model, length = time_warmup(config, prepared, setup)  # no reseeding: TF would trace again
     train_rows = int((prepared.frame["split"] == "train").sum())
     budget = Budget(seconds, started, estimate=estimate, model=model, length=length, train_rows=train_rows)
+    budget.spent["warm-up"] = time.monotonic() - warmup_start
     left = SAFETY * seconds - budget.elapsed()
-    epochs, steps = estimate.fit_within(left)
+    val_images = 0 if prepared.val is None else int((prepared.frame["split"] == "val").sum())
+    epochs, steps, budget.validation = fit_validation(estimate, left, val_images)
     whole = estimate.steps_per_epoch
     config["train"]["steps_per_epoch"] = steps if steps < whole else None
-    budget.estimate = dataclasses.replace(estimate, steps_per_epoch=steps)
-    budget.epochs = config["train"]["epochs"] = epochs
+    sample = (budget.validation.images or val_images) / max(val_images, 1)
+    budget.estimate = dataclasses.replace(estimate, steps_per_epoch=steps,
+                                          val_s=estimate.val_s * sample / budget.validation.every)
+    budget.set_epochs(epochs)
+    config["train"]["epochs"] = epochs
+    if length is not None:
+        budget.max_epochs = 2 * epochs + 1
     if config["train"]["warmup_epochs"] > MAX_WARMUP_SHARE * epochs:
         config["train"]["warmup_epochs"] = round(MAX_WARMUP_SHARE * epochs, 2)
         log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
     budget.set_schedule(config["train"])
     shorter = (f" of {steps} steps (train.steps_per_epoch; a pass is {whole}: each epoch goes on where the last "
                "one stopped)" if steps < whole else "")
-    log(f"time budget {format_duration(seconds)}: warm-up {time.monotonic() - warmup_start:.0f} s; a pass takes "
+    log(f"time budget {format_duration(seconds)}: warm-up {budget.spent['warm-up']:.0f} s; a pass takes "
         f"~{estimate.epoch_s:.1f} s ({whole} steps x {estimate.step_s:.2f} s + validation {estimate.val_s:.1f} s + "
-        f"saving {estimate.save_s:.1f} s + pipeline start {estimate.start_s:.1f} s), first-epoch extra "
-        f"{estimate.first_epoch_extra_s:.0f} s, final evaluation {estimate.final_s:.0f} s -> train.epochs "
-        f"{epochs}{shorter}, expected end at {budget.elapsed() + budget.estimate.run_s(epochs):.0f} s")
+        f"saving {estimate.save_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final "
+        f"evaluation {estimate.final_s:.0f} s -> train.epochs {epochs}{shorter}, expected end at "
+        f"{budget.elapsed() + budget.estimate.run_s(epochs):.0f} s")
+    if budget.validation != Validation():
+        sampled = (f"a fixed sample of {budget.validation.images} of the {val_images} validation images"
+                   if budget.validation.images else f"all {val_images} validation images")
+        log(f"time budget: validation during training uses {sampled} on epochs "
+            f"{_ranges(budget.validated)}, to stay within {VAL_SHARE:.0%} of the budget; the final evaluation "
+            "scores the kept model on all of them")
     if budget.estimate.run_s(epochs) > left:
         log(f"warning: {max(left, 0):.0f} s of the budget are left after the warm-up, but one training step with "
             f"the validation and the final evaluation takes ~{budget.estimate.run_s(1):.0f} s: the run will overrun")
     return budget
 
 
+def _ranges(epochs):
+    """[1, 4, 8, 12] -> '1, 4, 8, 12'; long lists are shortened: '1, 3, 5, ..., 19'."""
+    shown = list(map(str, epochs))
+    return ", ".join(shown if len(shown) <= 8 else shown[:3] + ["...", shown[-1]])
+
+
 class BudgetGuard(keras.callbacks.Callback):
     """Save the elapsed time at each epoch end; where the remaining epochs no longer fit the budget at the pace
-    measured so far, end the run earlier (with the schedule, where it is adjustable)."""
+    measured so far (training and validation apart, as not every epoch validates), end the run earlier (with the
+    schedule, where it is adjustable; the new last epoch validates)."""
 
     def __init__(self, budget, run_dir, train_config, log=print):
         super().__init__()
         self.budget, self.run_dir, self.log = budget, run_dir, log
         self.train_config = dict(train_config)
-        self._epoch_start = None
-        self._epoch_seconds = []
+        self._epoch_start = self._test_start = self._epoch_validation = 0.0
+        self._training, self._validation = [], []
 
     def on_train_begin(self, logs=None):
         self.budget.save(self.run_dir)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.monotonic()
+        self._epoch_validation = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.monotonic()
+
+    def on_test_end(self, logs=None):
+        self._epoch_validation = time.monotonic() - self._test_start
+        self._validation.append(self._epoch_validation)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._epoch_seconds.append(time.monotonic() - self._epoch_start)
+        self._training.append(time.monotonic() - self._epoch_start - self._epoch_validation)
         done, planned = epoch + 1, self.budget.epochs
         if done < planned:
             self._refit(done, planned)
@@ -335,21 +434,46 @@ class BudgetGuard(keras.callbacks.Callback):
         if done >= self.budget.epochs:
             self.model.stop_training = True
 
-    def _refit(self, done, planned):
-        measured = self._epoch_seconds[1:] or self._epoch_seconds  # the first may pay for tracing
-        pace = sum(measured) / len(measured)
+    def _fits(self, done, most, pace, validation_s, share=1.0):
+        """Epochs after `done` (at most `most`) whose training and validation fit `share` of the budget left."""
         final = self.budget.estimate.final_s if self.budget.estimate else FINAL_OVERHEAD_S
-        fits = max(0, math.floor((self.budget.seconds - self.budget.elapsed() - final) / pace))
+        left = share * (self.budget.seconds - self.budget.elapsed()) - final
+        for more in range(most, 0, -1):
+            validations = sum(1 for e in self.budget.validation.epochs(done + more) if e > done)
+            if more * pace + validations * validation_s <= left:
+                return more
+        return 0
+
+    def _refit(self, done, planned):
+        measured = self._training[1:] or self._training  # the first may pay for tracing
+        pace = sum(measured) / len(measured)
+        validation_s = sum(self._validation) / len(self._validation) if self._validation else 0.0
+        fits = self._fits(done, planned - done, pace, validation_s)
         if done + fits >= planned:
+            if self.budget.length is not None and self.budget.max_epochs > planned:
+                self._extend(done, planned, pace, validation_s)
             return
         if self.budget.length is None:  # a fixed schedule: stop only when the next epoch would overrun
             if fits == 0:
-                self.budget.epochs = done
+                self.budget.set_epochs(done)
                 self.log(f"time budget: stopping after epoch {done}/{planned}: another epoch (~{pace:.0f} s) "
                          f"would overrun the budget (the machine is slower than at the warm-up)")
             return
-        self.budget.epochs = self.train_config["epochs"] = done + fits
+        self._reschedule(done + fits)
+        expected = (f", not the ~{self.budget.estimate.steps_per_epoch * self.budget.estimate.step_s:.0f} s of "
+                    "the warm-up" if self.budget.estimate else "")
+        self.log(f"time budget: epochs train in ~{pace:.0f} s{expected}: the run ends after epoch "
+                 f"{self.budget.epochs} instead of {planned}, its learning-rate schedule with it")
+
+    def _extend(self, done, planned, pace, validation_s):
+        """Lengthen the run (and its schedule) where the epochs so far were faster than the warm-up said."""
+        fits = self._fits(done, self.budget.max_epochs - done, pace, validation_s, SAFETY)
+        if done + fits > planned:
+            self._reschedule(done + fits)
+            self.log(f"time budget: epochs train in ~{pace:.0f} s, faster than the warm-up said: the run ends "
+                     f"after epoch {self.budget.epochs} instead of {planned}, its learning-rate schedule with it")
+
+    def _reschedule(self, epochs):
+        self.budget.set_epochs(epochs)
+        self.train_config["epochs"] = epochs
         self.budget.set_schedule(self.train_config)
-        expected = f", not the ~{self.budget.estimate.epoch_s:.0f} s of the warm-up" if self.budget.estimate else ""
-        self.log(f"time budget: epochs take ~{pace:.0f} s{expected}: the run ends after epoch {self.budget.epochs} "
-                 f"instead of {planned}, its learning-rate schedule with it")

@@ -22,9 +22,12 @@ a shorter stretch is cheaper to train again than to resume mid-epoch, which sees
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """`keras.callbacks.ModelCheckpoint` that writes through a temporary file, so the previous file survives."""
+    """`keras.callbacks.ModelCheckpoint` that writes through a temporary file, so the previous file survives;
+    epochs without the monitored score (not validated: `fit(validation_freq=...)`) keep the file as it is."""
 
     def _save_model(self, epoch, batch, logs):
+        if self.save_best_only and (logs or {}).get(self.monitor) is None:
+            return
         filepath = self._get_file_path(epoch, batch, logs)
         if self._should_save_model(epoch, batch, logs, filepath):
             with atomic_path(filepath) as temp:
@@ -214,3 +217,32 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class TimeLedger(keras.callbacks.Callback):
+    """Where the seconds of `fit` went: training steps, validation, and the epoch-end work (checkpoints, backups,
+    logs). Put it after the saving callbacks, so that their epoch-end work is counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = {"training": 0.0, "validation": 0.0, "saving": 0.0}
+        self._mark = self._done = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._mark = self._done = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done = time.monotonic()
+
+    def on_test_begin(self, logs=None):
+        self.seconds["training"] += time.monotonic() - self._mark
+        self._mark = time.monotonic()
+
+    def on_test_end(self, logs=None):
+        self.seconds["validation"] += time.monotonic() - self._mark
+        self._mark = self._done = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._done > self._mark:  # not validated this epoch
+            self.seconds["training"] += self._done - self._mark
+        self.seconds["saving"] += time.monotonic() - self._done

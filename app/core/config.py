@@ -31,7 +31,7 @@ DEFAULTS = {
         "void": None,
         "threshold": None,
         "invert": False,
-        "channels": 3,
+        "channels": "auto",  # model input channels; auto: 3 for grey/RGB files, else the files' band count
         "normalization": "auto",
         "val_fraction": 0.25,
         "image_size": [256, 256],

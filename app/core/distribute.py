@@ -100,20 +100,17 @@ def _reduce_nests(strategy):
     return strategy
 
 
-def distribute_dataset(dataset, replicas, full_batches=None):
+def distribute_dataset(dataset, replicas):
     """A tf.data dataset of global batches, ready for `replicas`.
 
     Workers shard by DATA (every worker reads every file and keeps its share of each batch; FILE sharding cannot
-    work on a pipeline that reads files inside `numpy_function`). With several replicas, `full_batches` (the
-    number of complete batches; give it for training data) drops a last partial batch, so that every replica
-    gets an equal share and the mean of the replicas' mean losses is the one-replica loss.
+    work on a pipeline that reads files inside `numpy_function`). Training batches are always full (the training
+    stream repeats before it batches), so every replica gets an equal share of each.
     """
     if replicas.count == 1:
         return dataset
     import tensorflow as tf
 
-    if full_batches is not None:
-        dataset = dataset.take(full_batches)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

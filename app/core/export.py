@@ -199,6 +199,31 @@ def litert_compatible(model):
     return keras.models.clone_model(model, clone_function=swap)
 
 
+def _float32_policies(config):
+    """A serialized Keras object with every mixed-precision dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith(
+                "mixed_"):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
+def float32_model(model, log=print):
+    """`model`, or a float32 twin with its weights where it computes in mixed precision: LiteRT converts float
+    graphs only, so every exported file and the parity table's Keras reference are that float32 network."""
+    if model.dtype_policy.compute_dtype == "float32" and all(
+            layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    log(f"export: the model computes in {model.dtype_policy.name}; exporting its float32 twin (same weights)")
+    twin = keras.saving.deserialize_keras_object(_float32_policies(keras.saving.serialize_keras_object(model)),
+                                                 safe_mode=True)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def tflite_archive(model, size, multilabel=False):
     """ExportArchive whose `serving_default` maps one float image (1, H, W, C) in [0, 1] to `probabilities`
     (softmax, or a sigmoid per class when `multilabel`)."""
@@ -289,9 +314,8 @@ def parity_data(config, size, calibration_images):
     prepared = prepare_data(config)
     samples = prepared.train.unbatch().repeat().take(calibration_images)
     calibration = np.array([np.round(image * 255) / 255 for image, *_ in samples.as_numpy_iterator()], np.float32)
-    split = "val" if prepared.val is not None else "train"
-    return prepared.val if split == "val" else prepared.train, split, calibration, prepared.class_names, \
-        prepared.encoding.num_classes
+    dataset, split = prepared.evaluation()
+    return dataset, split, calibration, prepared.class_names, prepared.encoding.num_classes
 
 
 def validation_tiles(dataset, size, batch_size, multilabel=False):
@@ -443,6 +467,7 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
         raise ExportError(f"unknown format(s) {unknown}; valid formats are: {', '.join(FORMATS)}")
     run_dir = pathlib.Path(run_dir)
     config, model = load_run(run_dir)
+    model = float32_model(model, log)
     multilabel = config["data"].get("mask") == MULTILABEL
     divisor = required_divisor(config["model"]["name"], **model_options(config))
     size = tuple(int(s) for s in (size or config["data"]["image_size"]))

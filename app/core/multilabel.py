@@ -62,7 +62,7 @@ def _per_class(table):
 
 def final_metrics(model, prepared, threshold=DEFAULT_THRESHOLD):
     """Scores of `model` on the validation split (training split when there is none), as a JSON-able dict."""
-    dataset = prepared.val if prepared.val is not None else prepared.train
+    dataset, split = prepared.evaluation()
     num_classes = prepared.encoding.num_classes
     counts = np.zeros((num_classes, 3), np.int64)
     positives, pixels = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
@@ -72,7 +72,7 @@ def final_metrics(model, prepared, threshold=DEFAULT_THRESHOLD):
         positives += (batch[1] == 1).reshape(-1, num_classes).sum(0)
         pixels += ((batch[1] == 0) | (batch[1] == 1)).reshape(-1, num_classes).sum(0)
     table, summary = scores_table(counts, prepared.class_names, positives, pixels)
-    summary["split"] = "val" if prepared.val is not None else "train"
+    summary["split"] = split
     summary["threshold"] = threshold
     summary["per_class"] = _per_class(table)
     return summary

@@ -132,6 +132,10 @@ def describe(config):
             f"batch {config['train']['batch_size']}, {loss['name']}{weights}, flips {flips}")
 
 
+def _channel_counts(fp):
+    return ", ".join(f"{count} with {channels}" for channels, count in fp.file_channels.items())
+
+
 def _show(value):
     return "null" if value is None else value
 
@@ -193,9 +197,11 @@ def crop_budget(resources):
     return 256, "CPU: crops up to 256x256 pixels"
 
 
-def plan_crop(size, side, divisor):
+def plan_crop(size, side, divisor, square=False):
     """(data.image_size, reason): the whole working image when it fits side x side pixels, else a crop of that
-    area with the images' aspect ratio; sides are multiples of the model's divisor."""
+    area with the images' aspect ratio, or `square` (data without an up/down direction, so that quarter turns keep
+    the crop's shape) where a square crop of at least half that area fits inside the images; sides are multiples
+    of the model's divisor."""
     height, width = size
 
     def up(value):
@@ -204,6 +210,11 @@ def plan_crop(size, side, divisor):
     if height * width <= side * side:
         crop = [up(height), up(width)]
         return crop, f"the whole {height}x{width} working image fits in one crop (sides rounded up to {divisor})"
+    square_side = min(side, divisor * (min(height, width) // divisor))
+    if square and 2 * square_side**2 >= side * side:
+        return [square_side, square_side], (f"square {square_side}x{square_side} crops of the {height}x{width} "
+                                            f"working images (no up/down direction: quarter turns keep the shape), "
+                                            f"multiples of {divisor}")
     factor = math.sqrt(side * side / (height * width))
     crop = [min(up(height), max(divisor, divisor * round(height * factor / divisor))),
             min(up(width), max(divisor, divisor * round(width * factor / divisor)))]
@@ -288,14 +299,18 @@ def gravity_aligned(fp):
     return False, f"no up/down structure: class mean rows spread {vertical:.2f}, columns {horizontal:.2f}"
 
 
-def plan_augment(fp):
-    """Decisions for the augment section."""
+def plan_augment(fp, crop):
+    """Decisions for the augment section; quarter turns only where there is no up/down and the crop is square."""
     upright, why = gravity_aligned(fp)
+    square = crop[0] == crop[1]
+    turns = ("no quarter turns: the data has an up/down direction" if upright else
+             "quarter turns with the vertical flips" if square else
+             f"no quarter turns: the {crop[0]}x{crop[1]} crop is not square (a turn would change its shape)")
     decisions = [
         Decision("hflip", 0.5, "left-right mirrors are as plausible as the originals", "augment.hflip"),
         Decision("vflip", 0.0 if upright else 0.5, why + ("; no vertical flips" if upright else "; vertical flips"),
                  "augment.vflip"),
-        Decision("rotate90", 0.0 if upright else 0.5, "quarter turns with the vertical flips", "augment.rotate90"),
+        Decision("rotate90", 0.5 if not upright and square else 0.0, turns, "augment.rotate90"),
         Decision("rotate", 5.0 if upright else 15.0, "small tilts only" if upright else "any small rotation",
                  "augment.rotate"),
     ]
@@ -330,18 +345,21 @@ def make_plan(fp, resources):
     side, side_reason = crop_budget(resources)
     resize, scale, resize_reason = plan_resize(fp, side)
     working = resize or list(fp.median_size)
-    crop, _ = plan_crop(working, side, 2 ** DEPTHS[0])
+    square = not gravity_aligned(fp)[0]
+    crop, _ = plan_crop(working, side, 2 ** DEPTHS[0], square)
     for _ in range(len(DEPTHS)):  # the depth sets the divisor the crop is rounded to: settle both
         depth, depth_reason = plan_depth(crop)
-        rounded, crop_reason = plan_crop(working, side, 2**depth)
+        rounded, crop_reason = plan_crop(working, side, 2**depth, square)
         if rounded == crop:
             break
         crop = rounded
     base, base_reason = plan_width(resources, crop, fp.train_images)
     batch, batch_reason = plan_batch(crop, base, fp.train_images, resources)
     loss, weights, loss_reason = plan_loss(fp)
-    augment = plan_augment(fp)
+    augment = plan_augment(fp, crop)
     decisions = [
+        Decision("channels", fp.channels, f"the model takes {fp.channels} input channels (data.channels; image "
+                                          f"files: {_channel_counts(fp)})"),
         Decision("resize", resize, resize_reason, "data.resize"),
         Decision("crop", crop, f"{side_reason}; {crop_reason}", "data.image_size"),
         Decision("model", "unet", "U-Net: strong on every kind of 2D data at any size", "model.name"),
@@ -389,7 +407,7 @@ def fingerprint_of(config, runs_dir=None):
     if result.problems:
         raise DatasetError(result.problems)
     fingerprint = build_fingerprint(result.files, result.image_stats, result.class_table("train"), scanned.names,
-                                    config["data"]["channels"], scanned.encoding.kind)
+                                    scanned.channels, scanned.encoding.kind)
     return fingerprint, scanned
 
 

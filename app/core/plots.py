@@ -13,9 +13,10 @@ def plot_curves(history, path, monitor="val_miou"):
     score = monitor.removeprefix("val_")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, ("loss", score)):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            if prefix + key in history:
-                axis.plot(history["epoch"] + 1, history[prefix + key], style, label=prefix + key)
+        for prefix, style in (("", "-"), ("val_", "o--")):
+            if prefix + key in history:  # epochs without validation (validation_freq) hold NaN: left out
+                points = history[["epoch", prefix + key]].dropna()
+                axis.plot(points["epoch"] + 1, points[prefix + key], style, label=prefix + key)
         axis.set_xlabel("epoch")
         axis.set_title(key)
         axis.grid(alpha=0.3)

@@ -232,7 +232,7 @@ RULES = {
     "data.normalization": normalization,
     "data.missing_class_masks": choice("error", "empty"),
     "data.invert": boolean,
-    "data.channels": integer(minimum=1),
+    "data.channels": either(choice("auto"), integer(minimum=1)),
     "data.val_fraction": number(minimum=0, below=1),
     "data.image_size": size_pair,
     "data.resize": optional(size_pair),

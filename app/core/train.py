@@ -18,9 +18,9 @@ import pandas as pd
 import yaml
 
 from app.core import interrupt, multilabel
-from app.core.budget import BudgetGuard, comparable, fit_to_budget, schedule_steps
+from app.core.budget import BudgetGuard, comparable, epoch_steps, fit_to_budget, schedule_steps
 from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger, SplitProgbarLogger,
-                                StopOnNonFiniteLoss, StopOnSignal, atomic_path)
+                                StopOnNonFiniteLoss, StopOnSignal, TimeLedger, atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
 from app.core.distribute import distribute_dataset, replicas
 from app.core.precision import cpu_flags, resolve_precision  # noqa: F401  (cpu_flags: re-exported)
@@ -28,6 +28,7 @@ from app.core.evaluate import confusion_matrix_on, scores_table
 from app.core.plots import plot_curves
 from data import normalization
 from data.discovery import DatasetError
+from data.images import input_channels
 from data.layouts import dataset_source, detection_line
 from data.masks import IGNORE_INDEX
 from data.multilabel import MULTILABEL, is_multilabel
@@ -59,6 +60,24 @@ class PreparedData:
     normalization: object = None
     val_batch_pixels: list | None = None
     """Padded pixels of each validation batch (`data.pipeline.eval_batch_pixels`), for timing a few."""
+    channels: int = 3
+    """The model's input channels (`data.channels`, auto resolved)."""
+    evaluation_pipeline: typing.Callable | None = None
+    """rows -> the evaluation pipeline (no augmentation, whole images) of those rows of `frame`."""
+
+    def evaluation(self):
+        """(dataset, split): the validation pipeline, or the training images through the evaluation pipeline
+        where there is no validation split (`train` is an endless augmented stream)."""
+        if self.val is not None:
+            return self.val, "val"
+        return self.evaluation_pipeline(self.frame[self.frame["split"] == "train"]), "train"
+
+    def val_sample(self, images, seed=0):
+        """The evaluation pipeline of a fixed, seeded sample of `images` validation images (all: `val`)."""
+        rows = self.frame[self.frame["split"] == "val"]
+        if images is None or images >= len(rows):
+            return self.val
+        return self.evaluation_pipeline(rows.sample(n=images, random_state=seed).sort_index())
 
 
 def class_names_for(config, encoding, facts=None):
@@ -89,14 +108,25 @@ SCAN_FREE_KEYS = ("image_size", "resize", "cache", "one_hot", "normalization")
 
 
 class ScannedDataset(typing.NamedTuple):
-    """A dataset read once: its source (files, layout facts), mask encoding, class names, ScanResult, and the
-    settings it was read with (`scan_settings`)."""
+    """A dataset read once: its source (files, layout facts), mask encoding, class names, ScanResult, the
+    settings it was read with (`scan_settings`) and the model's input channels (`data.channels` resolved)."""
 
     source: object
     encoding: object
     names: list
     result: object
     settings: str
+    channels: int = 3
+    channels_reason: str = "data.channels"
+
+
+def resolve_channels(data, frame):
+    """(channels, reason) of `data.channels`: its number, or for auto what the training images hold
+    (`data.images.input_channels`)."""
+    if data["channels"] != "auto":
+        return int(data["channels"]), f"data.channels {data['channels']}"
+    rows = frame[frame["split"] == "train"] if (frame["split"] == "train").any() else frame
+    return input_channels(rows["image"])
 
 
 def scan_settings(config, runs_dir):
@@ -122,8 +152,9 @@ def scan_dataset(config, runs_dir=None, statistics=False, reuse=None):
     source = dataset_source(config, runs_dir)
     encoding = mask_encoding(data, source.frame, facts=source)
     names = class_names_for(config, encoding, source)
-    result = scan(source.frame, encoding, data["channels"], names, statistics=statistics)
-    return ScannedDataset(source, encoding, names, result, settings)
+    channels, reason = resolve_channels(data, source.frame)
+    result = scan(source.frame, encoding, channels, names, statistics=statistics)
+    return ScannedDataset(source, encoding, names, result, settings, channels, reason)
 
 
 def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
@@ -133,8 +164,8 @@ def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
     Raises:
         DatasetError: every problem the scan found, one line per file.
     """
-    data = config["data"]
-    source, encoding, names, result, _ = scan_dataset(config, runs_dir, reuse=scanned)
+    source, encoding, names, result, _, channels, _ = scan_dataset(config, runs_dir, reuse=scanned)
+    data = {**config["data"], "channels": channels}
     frame = source.frame
     if result.problems:
         raise DatasetError(result.problems)
@@ -154,13 +185,19 @@ def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
     common = dict(encoding=encoding, batch_size=batch, channels=data["channels"], resize=data["resize"],
                   border_weights=loss.get("border_weights"), one_hot=data["one_hot"], cache=bool(cache),
                   seed=config["seed"], normalization=norm)
-    train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], **common)
+    train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], repeat=True,
+                          **common)
+
+    def evaluation_pipeline(rows):
+        return build_dataset(rows, training=False, divisor=divisor, **common)
+
     val_rows = frame[frame["split"] == "val"]
-    val = build_dataset(val_rows, training=False, divisor=divisor, **common) if len(val_rows) else None
+    val = evaluation_pipeline(val_rows) if len(val_rows) else None
     val_files = result.files[result.files["split"] == "val"]
     val_pixels = eval_batch_pixels(val_files[["height", "width"]].to_numpy(), batch, divisor, data["resize"])
     return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source=source,
-                        normalization=norm, val_batch_pixels=val_pixels if val is not None else None)
+                        normalization=norm, val_batch_pixels=val_pixels if val is not None else None,
+                        evaluation_pipeline=evaluation_pipeline, channels=channels)
 
 
 def resolve_normalization(data, result):
@@ -323,7 +360,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         log(detection_line(prepared.source, prepared.encoding))
         if is_multilabel(prepared.encoding):
             config = {**config, "data": {**config["data"], "mask": MULTILABEL}}
-        config = {**config, "data": {**config["data"], "normalization": prepared.normalization.to_config()}}
+        config = {**config, "data": {**config["data"], "normalization": prepared.normalization.to_config(),
+                                     "channels": prepared.channels}}
         for note in prepared.source.notes:
             log(f"note: {note}")
         log(f"input normalization: {prepared.normalization.describe()}")
@@ -344,9 +382,12 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
                 if prepared.encoding.colours is not None:
                     write_class_palette(run_dir / "palette.csv", prepared.class_names, prepared.encoding.colours)
             monitor = fit_model(config, prepared, setup, run_dir, run_dir, log)
+    final_start = time.monotonic()
     with atomic_path(run_dir / "curves.png") as temp:
         plot_curves(pd.read_csv(run_dir / "history.csv"), temp, monitor)
     metrics = final_metrics(keras.saving.load_model(run_dir / "model.keras"), prepared)
+    if prepared.budget is not None:
+        prepared.budget.spent["final evaluation"] = time.monotonic() - final_start
     with atomic_path(run_dir / "metrics.json") as temp:
         temp.write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
@@ -424,12 +465,20 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
                                                                   history)
     if prepared.budget is not None:
         callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, config["train"], log))
-    val = None if prepared.val is None else distribute_dataset(prepared.val, setup)
-    full_batches = (prepared.frame["split"] == "train").sum() // train["batch_size"]
+    budget = prepared.budget
+    val = None if prepared.val is None else distribute_dataset(
+        prepared.val_sample(budget.validation.images, config["seed"]) if budget else prepared.val, setup)
+    ledger = TimeLedger()
+    callbacks.insert(-1, ledger)  # after the saving callbacks, before StopOnSignal
+    train_rows = int((prepared.frame["split"] == "train").sum())
     with interrupt.deferred():
-        model.fit(distribute_dataset(prepared.train, setup, full_batches), validation_data=val,
-                  epochs=train["epochs"], steps_per_epoch=train.get("steps_per_epoch"), callbacks=callbacks,
+        model.fit(distribute_dataset(prepared.train, setup), validation_data=val,
+                  epochs=max(train["epochs"], budget.max_epochs if budget else 0),
+                  steps_per_epoch=epoch_steps(train, train_rows),
+                  validation_freq=budget.validated if budget and budget.validated else 1, callbacks=callbacks,
                   shuffle=False, verbose=2 if train.get("verbose") == "epoch" else "auto")
+    if budget is not None:
+        budget.spent.update(ledger.seconds)
     if not checkpoint.exists():
         with atomic_path(checkpoint) as temp:
             model.save(temp)
@@ -472,10 +521,10 @@ def final_metrics(model, prepared):
     """Scores of `model` on the validation split (training split when there is none), as a JSON-able dict."""
     if is_multilabel(prepared.encoding):
         return multilabel.final_metrics(model, prepared)
-    dataset = prepared.val if prepared.val is not None else prepared.train
+    dataset, split = prepared.evaluation()
     matrix = confusion_matrix_on(model, dataset.as_numpy_iterator(), prepared.encoding.num_classes)
     table, summary = scores_table(matrix, prepared.class_names)
-    summary["split"] = "val" if prepared.val is not None else "train"
+    summary["split"] = split
     summary["per_class"] = {name: {k: (None if np.isnan(v) else float(v)) for k, v in row.items()}
                             for name, row in table.to_dict("index").items()}
     summary["confusion_matrix"] = matrix.astype(int).tolist()
