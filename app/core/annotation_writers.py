@@ -59,7 +59,7 @@ class Tally:
 
 
 def _outer_contours(mask, tolerance, offset=(0, 0)):
-    """Outer boundaries (even nesting depth: islands inside holes included) of a boolean mask's regions."""
+    """Outer boundaries of a boolean mask's regions (RETR_CCOMP's top level: islands inside holes included)."""
     contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE,
                                            offset=offset)
     if hierarchy is None:
@@ -119,13 +119,13 @@ def merge_small_regions(labels, min_pixels):
         return merged
     height, width = labels.shape
     for label in np.unique(labels):
-        count, regions, stats, _ = cv2.connectedComponentsWithStats((labels == label).astype(np.uint8),
-                                                                     connectivity=8)
+        _, regions, stats, _ = cv2.connectedComponentsWithStats((labels == label).astype(np.uint8), connectivity=8)
         for region in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_pixels) + 1:
             x, y, w, h = stats[region, :4]
             x0, y0, x1, y1 = max(x - 1, 0), max(y - 1, 0), min(x + w + 1, width), min(y + h + 1, height)
             inside = regions[y0:y1, x0:x1] == region
-            around = labels[y0:y1, x0:x1][cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) > inside]
+            ring = (cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)) == 1) & ~inside
+            around = labels[y0:y1, x0:x1][ring]
             if around.size:
                 merged[y0:y1, x0:x1][inside] = np.bincount(around).argmax()
     return merged

@@ -33,13 +33,18 @@ def softmax(logits):
 
 
 def view_logits(predictor, image, **options):
-    """Logits (V, H, W, C) of the plain view and of each flip in `predictor.tta_flips`, each flipped back."""
+    """Logits (V, H, W, C) of the plain view and of each flip in `predictor.tta_flips`, each flipped back.
+
+    An exported .tflite model ends in a softmax: its probabilities are returned as log-probabilities, logits
+    whose softmax gives them back.
+    """
     plain = {**options, "tta": False}
     views = [predict_image(predictor, image, **plain)]
     for axes in predictor.tta_flips:
         image_axes = tuple(axis - 1 for axis in axes)  # batch axes (B, H, W, C) -> image axes (H, W, C)
         views.append(np.flip(predict_image(predictor, np.flip(image, image_axes), **plain), image_axes))
-    return np.stack(views)
+    views = np.stack(views)
+    return np.log(np.clip(views, 1e-12, None)) if predictor.path.suffix == ".tflite" else views
 
 
 def _entropy(probs):
