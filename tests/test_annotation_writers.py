@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from app.core.annotation_writers import (CVAT_HEADER, LABELME_VERSION, annotation_writer, merge_small_regions,
                                          polygons)
@@ -222,6 +223,15 @@ def test_cli_pre_labels_and_ranks_and_keeps_out_of_the_dataset(tiny_run, tmp_pat
     page = (out / "ranking.html").read_text(encoding="utf-8")
     assert page.count("<figure>") == 3 and sorted(p.stem for p in (out / "ranking").iterdir()) == sorted(
         pathlib.Path(name).stem for name in table["image"][:3])
+    rotated = tmp_path / "camera" / "rotated.jpg"  # stored 40 high x 56 wide, EXIF: shown turned a quarter
+    rotated.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((40, 56, 3), 90, np.uint8)).save(rotated, exif=exif)
+    assert main(["--run", str(run), str(rotated), "--out", str(tmp_path / "labelme"), "--as", "labelme"]) == 0
+    record = json.loads((tmp_path / "labelme" / "rotated.json").read_text())
+    assert (record["imageHeight"], record["imageWidth"]) == (56, 40)
+    assert record["imagePath"] == "../camera/rotated.jpg"
     inside = data / "prelabels"
     assert main(["--run", str(run), str(data / "images"), "--out", str(inside), "--as", "cvat"]) == 2
     assert "the output folder lies inside the input folder" in capsys.readouterr().err and not inside.exists()
