@@ -321,8 +321,8 @@ def _refuse_strays(classes, pixels_of, masks_of, what=str, void_hint=False):
     raise ReadError(f"{masks[0]}: {', '.join(what(c) for c in reversed(strays))} in only {pixels} pixel(s) of "
                     f"{len(masks)} mask(s) ({', '.join(pathlib.Path(m).name for m in masks)}), far above the other "
                     f"classes {_values_text(rest)}: a stray value? it would add {top - rest[-1]} class(es) that hold "
-                    f"nothing else. Fix those masks, or set --set data.num_classes={top + 1} to train them as "
-                    f"classes" + (f" (--set data.void={top} to ignore those pixels)" if void_hint and len(strays) == 1 else ""))
+                    f"nothing else. Fix those masks, give --set data.num_classes={top + 1} to train them as classes"
+                    + (f", or --set data.void={top} to ignore those pixels" if void_hint and len(strays) == 1 else ""))
 
 
 def _two_values(values):

@@ -240,8 +240,8 @@ def test_a_stray_top_value_in_one_mask_is_reported_with_the_flag(tmp_path):
         _encoding(root)
     assert str(err.value) == (
         f"{root / 'masks' / 's2.png'}: mask value 7 in only 3 pixel(s) of 1 mask(s) (s2.png), far above the other "
-        "classes 0..2: a stray value? it would add 5 class(es) that hold nothing else. Fix those masks, or set --set "
-        "data.num_classes=8 to train them as classes (--set data.void=7 to ignore those pixels)")
+        "classes 0..2: a stray value? it would add 5 class(es) that hold nothing else. Fix those masks, give --set "
+        "data.num_classes=8 to train them as classes, or --set data.void=7 to ignore those pixels")
     assert _encoding(root, num_classes=8).num_classes == 8
     assert _encoding(root, void=7).num_classes == 3
 

@@ -229,11 +229,14 @@ def test_ade_masks_up_to_150_are_ade20k_150_and_object_info_names_them(tmp_path)
     root = write_ade(tmp_path / "ADEChallengeData2016")
     found, line = check(root)
     assert found.encoding.num_classes == 150 and line.endswith("ADE20K's 150 classes)")
-    rows = ["Idx,Ratio,Train,Val,Name"] + [f"{i},0.01,10,2,name{i};synonym" for i in range(1, 151)]
-    (root / "objectInfo150.csv").write_text("\n".join(rows).replace("name1;", "wall;"))
+    rows = ["Idx\tRatio\tTrain\tVal\tName"] + [f"{i}\t0.01\t10\t2\tname{i}, synonym" for i in range(1, 151)]
+    (root / "objectInfo150.csv").write_text("\n".join(rows).replace("name1,", "wall,"))  # as ADEChallengeData2016
     found, line = check(root)
     assert found.encoding.num_classes == 150 and line.endswith("150 classes from objectInfo150.csv (ADE20K))")
     assert found.encoding.class_names[:2] == ("wall", "name2") and found.encoding.class_names[-1] == "name150"
+    (root / "objectInfo150.csv").write_text("Idx,Ratio,Train,Val,Stuff,Name\n1,0.1,1,1,1,wall\n2,0.1,1,1,0,"
+                                            "building;edifice\n")  # CSAIL's comma-separated variant
+    assert read_label_file(root / "objectInfo150.csv").names == ["wall", "building"]
 
 
 def test_a_plain_class_list_beside_the_masks(tmp_path):

@@ -8,7 +8,8 @@
 - Hasty / CloudFactory `label_classes.json`: `[{"png_index", "class_name", "color": "#RRGGBBAA"}, ...]`, 0 being
   the background where no class has it.
 - Roboflow semantic masks `_classes.csv`: columns `Pixel Value, Class`.
-- ADE20K `objectInfo150.csv`: columns `Idx, Ratio, Train, Val, Name` (Name `a;b;c`: synonyms), class k at mask
+- ADE20K `objectInfo150.csv` (tab-separated; also `objectInfo150.txt`, CSAIL's comma-separated
+  `object150_info.csv`): columns `Idx, Ratio, Train, Val, Name` (Name `a, b` or `a;b`: synonyms), class k at mask
   value k and 0 "other".
 - `classes.txt`, `labels.txt`, `class_names.txt`: one name per line (or `value name` lines), in value order.
 
@@ -173,8 +174,11 @@ def read_hasty_classes(path):
 
 
 def _read_csv(path):
+    """A CSV (or, where the header holds a tab, a tab-separated file) with lower-case column names."""
     try:
-        table = pd.read_csv(path, skipinitialspace=True)
+        with open(path, encoding="utf-8", errors="replace") as file:
+            separator = "\t" if "\t" in file.readline() else ","
+        table = pd.read_csv(path, sep=separator, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise LabelFileError(f"{path}: not a readable CSV ({err})") from None
     table.columns = [str(c).strip().lower() for c in table.columns]
@@ -194,12 +198,14 @@ def read_roboflow_classes(path):
 
 
 def read_ade_object_info(path):
-    """ADE20K `objectInfo150.csv`: class Idx (1..150) named by the first of its synonyms."""
+    """ADE20K `objectInfo150.csv` (tab-separated in ADEChallengeData2016, names `building, edifice`) or the
+    comma-separated `object150_info.csv` of CSAIL's code (names `building;edifice`): class Idx (1..150) named by
+    the first of its synonyms."""
     table = _read_csv(path)
     if not {"idx", "name"} <= set(table.columns):
         raise LabelFileError(f"{path}: expected columns Idx,...,Name, got {', '.join(table.columns)}")
     try:
-        pairs = [(int(v) - 1, str(n).split(";")[0]) for v, n in zip(table["idx"], table["name"])]
+        pairs = [(int(v) - 1, re.split(r"[;,]", str(n))[0]) for v, n in zip(table["idx"], table["name"])]
     except ValueError:
         raise LabelFileError(f"{path}: 'Idx' must hold integers") from None
     return LabelFile(path, "ADE20K", _by_value(pairs, path), first_value=1)
@@ -207,6 +213,7 @@ def read_ade_object_info(path):
 
 TOOL_FILES = {"labelmap.txt": read_cvat_labelmap, "label_classes.json": read_hasty_classes,
               "_classes.csv": read_roboflow_classes, "objectinfo150.csv": read_ade_object_info,
+              "objectinfo150.txt": read_ade_object_info, "object150_info.csv": read_ade_object_info,
               "class_names.txt": lambda p: read_name_list(p, "labelme2voc")}
 """File name (lower case) -> reader of the files whose name says which tool wrote them."""
 PLAIN_FILES = ("classes.txt", "labels.txt")
