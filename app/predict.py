@@ -99,9 +99,9 @@ def labelling_outputs(args, predictor, out):
     from app.core.annotation_writers import annotation_writer
     from app.core.ranking import Ranking
 
-    if predictor.multilabel and (args.annotations or args.rank):
-        raise ValueError(f"{predictor.path}: --as and --rank take multi-class runs; this one is multi-label "
-                         "(data.mask: multilabel)")
+    if predictor.multilabel and (args.annotations or args.rank or args.min_region):
+        raise ValueError(f"{predictor.path}: --as, --rank and --min-region take multi-class runs; this one is "
+                         "multi-label (data.mask: multilabel)")
     writer = annotation_writer(args.annotations, out, predictor.class_names, predictor.colours,
                                args.polygon_tolerance, "polygon" if args.coco_polygons else "rle") \
         if args.annotations else None
@@ -160,7 +160,7 @@ def main(argv=None):
         except ValueError as err:
             failed.append(str(err) if str(file) in str(err) else f"{file}: {err}")
             continue
-        if args.min_region and not predictor.multilabel:
+        if args.min_region:
             labels = merge_small_regions(labels, args.min_region)
         if predictor.multilabel:
             multilabel.write_masks(out, file.stem, masks, predictor.class_names)
