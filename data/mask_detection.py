@@ -191,9 +191,10 @@ def detect_encoding(config, mask_paths, facts=None, workers=4):
     if palette is not None and encoding.colours is None:
         encoding = dataclasses.replace(encoding, colours=_palette_colours(palette, encoding.void,
                                                                           encoding.num_classes))
-    if class_source and config.get("num_classes") is None and encoding.kind != "binary":
+    if class_source and config.get("num_classes") is None:
         _check_classes(survey, encoding, class_source)
         reason = encoding.reason if class_source in encoding.reason else f"{encoding.reason}; {class_source}"
+        reason += _unused_text(survey, encoding)
         encoding = dataclasses.replace(encoding, class_source=class_source, reason=reason)
     elif standard and config.get("num_classes") is None and encoding.kind != "binary":
         encoding = _fit_standard(encoding, standard, names)
@@ -220,6 +221,28 @@ def _check_classes(survey, encoding, class_source):
                         f"{class_source}, classes 0..{encoding.num_classes - 1}"
                         + (f" and void {encoding.void}" if encoding.void is not None else "")
                         + "; add them to that file, or set --set data.void=V where V marks pixels to ignore")
+
+
+def _unused_text(survey, encoding):
+    """"; none in the masks: cat, dog" for the classes a label file lists that no surveyed mask holds."""
+    if encoding.kind == "rgb":
+        table = encoding.palette
+        rgb = table[["r", "g", "b"]].to_numpy().astype(np.int64)
+        index_of = dict(zip(((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).tolist(), table["index"].tolist()))
+        grey = {} if survey.palettes else {(int(v) << 16) | (int(v) << 8) | int(v): 0 for v in survey.values}
+        used = {index_of.get(code) for code in {**grey, **survey.colours}}
+    elif encoding.kind == "index" and not encoding.levels:
+        values = [int(v) for v in survey.values]
+        used = {int(encoding.label_map[v]) for v in values if v in encoding.label_map} if encoding.label_map \
+            else set(values)
+    else:
+        return ""
+    unused = [i for i in range(encoding.num_classes) if i not in used]
+    if not unused:
+        return ""
+    names = encoding.class_names or [f"class_{i}" for i in range(encoding.num_classes)]
+    shown = ", ".join(str(names[i]) for i in unused[:5]) + (", ..." if len(unused) > 5 else "")
+    return f"; {len(unused)} of them in no{' surveyed' if survey.surveyed < survey.total else ''} mask: {shown}"
 
 
 def _fit_standard(encoding, standard, names):

@@ -103,6 +103,19 @@ def test_cvat_labelmap_without_background_gets_it_first_and_subset_lists_give_sp
     assert found.encoding.class_names == ("background", "road", "car", "tree")
 
 
+def test_cvat_ids_of_images_uploaded_in_folders(tmp_path):
+    root = write_cvat(tmp_path / "cvat", count=4)
+    for folder in ("JPEGImages", "SegmentationClass"):
+        (root / folder / "site_a").mkdir()
+        for path in sorted((root / folder).glob("frame_00000[01].*")):
+            path.rename(root / folder / "site_a" / path.name)
+    ids = ["site_a/frame_000000", "site_a/frame_000001", "frame_000002", "frame_000003"]
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(ids) + "\n")
+    found, line = check(root, val_fraction=0.5)
+    assert sorted(found.source.frame["image"].str.removeprefix(f"{root}/JPEGImages/")) == [
+        "frame_000002.jpg", "frame_000003.jpg", "site_a/frame_000000.jpg", "site_a/frame_000001.jpg"]
+
+
 def test_a_broken_labelmap_is_one_line_naming_it(tmp_path):
     root = write_cvat(tmp_path / "cvat", labelmap="# label:color_rgb:parts:actions\nroad:250,50::\n")
     with pytest.raises(DatasetError) as err:
@@ -232,7 +245,8 @@ def test_ade_masks_up_to_150_are_ade20k_150_and_object_info_names_them(tmp_path)
     rows = ["Idx\tRatio\tTrain\tVal\tName"] + [f"{i}\t0.01\t10\t2\tname{i}, synonym" for i in range(1, 151)]
     (root / "objectInfo150.csv").write_text("\n".join(rows).replace("name1,", "wall,"))  # as ADEChallengeData2016
     found, line = check(root)
-    assert found.encoding.num_classes == 150 and line.endswith("150 classes from objectInfo150.csv (ADE20K))")
+    assert found.encoding.num_classes == 150 and line.endswith(
+        "150 classes from objectInfo150.csv (ADE20K); 146 of them in no mask: name4, name5, name6, name7, name8, ...)")
     assert found.encoding.class_names[:2] == ("wall", "name2") and found.encoding.class_names[-1] == "name150"
     (root / "objectInfo150.csv").write_text("Idx,Ratio,Train,Val,Stuff,Name\n1,0.1,1,1,1,wall\n2,0.1,1,1,0,"
                                             "building;edifice\n")  # CSAIL's comma-separated variant
@@ -247,6 +261,20 @@ def test_a_plain_class_list_beside_the_masks(tmp_path):
     found, line = check(tmp_path)
     assert found.encoding.class_names == ("sky", "water", "land")
     assert line.endswith("3 classes from classes.txt (class list))")
+    (tmp_path / "classes.txt").write_text("sky\nwater\nland\nsnow\nice\n")
+    found, line = check(tmp_path)
+    assert found.encoding.num_classes == 5 and line.endswith(
+        "5 classes from classes.txt (class list); 2 of them in no mask: snow, ice)")
+
+
+def test_one_class_named_beside_binary_masks_is_their_foreground(tmp_path):
+    for i in range(3):
+        photo(tmp_path / "images" / f"a{i}.png")
+        save_index(tmp_path / "masks" / f"a{i}.png", stripes([0, 255]))
+    (tmp_path / "masks" / "classes.txt").write_text("crack\n")
+    found, line = check(tmp_path)
+    assert found.encoding.kind == "binary" and found.encoding.class_names == ("background", "crack")
+    assert line.endswith("values 0/255: binary; 2 classes from masks/classes.txt (class list))")
 
 
 @pytest.mark.parametrize("text, names, void", [

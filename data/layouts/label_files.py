@@ -293,6 +293,8 @@ def apply_label_file(root, source, problems):
     if label is None:
         return
     names = list(label.names)
+    if len(names) == 1 and names[0] != "background":
+        names.insert(0, "background")  # one class named: the foreground of binary masks
     if label.first_value and not source.label_map:
         names = ["other"] * label.first_value + names
     base = root if pathlib.Path(root).is_dir() else pathlib.Path(root).parent

@@ -3,7 +3,8 @@ splits from `ImageSets/Segmentation/{train,val,trainval,test}.txt`; the VOC clas
 import pathlib
 
 from data.colormaps import voc_colormap  # noqa: F401 (re-exported)
-from data.layouts.base import SPLIT_ALIASES, DatasetSource, child_dir, image_files, make_frame, pair_folders
+from data.layouts.base import (IMAGE_EXTENSIONS, SPLIT_ALIASES, DatasetSource, child_dir, image_files, is_hidden,
+                               make_frame, pair_folders)
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -144,16 +145,36 @@ def other_lists(base):
             if not path.name.startswith(".")}
 
 
+def _files_by_id(folder, skipped):
+    """{id: path} of the image files under `folder`, the id being the path relative to it without the suffix
+    (`img1`, or `folder/img1` as CVAT names images uploaded in folders)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or is_hidden(path):
+            skipped.append(path)
+            continue
+        found.setdefault(relative.with_suffix("").as_posix(), path)
+    return found
+
+
+def _subset_ids(path):
+    """Ids of a CVAT subset list as written: one per line, `folder/name` kept whole."""
+    lines = (line.strip().split()[0] for line in path.read_text(errors="replace").splitlines() if line.strip())
+    return list(dict.fromkeys(token.lstrip("/") for token in lines if not token.startswith("#")))
+
+
 def _subset_source(base, image_dir, mask_dir, subsets, reason, notes, problems, facts):
     """Rows of the ids the subset lists name (split None for `default.txt` and other names)."""
     skipped = []
-    images = image_files(image_dir, problems, skipped=skipped)
-    masks = image_files(mask_dir, problems, skipped=skipped)
+    images, masks = _files_by_id(image_dir, skipped), _files_by_id(mask_dir, skipped)
     if skipped:
         notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
     rows, seen = [], set()
     for path, split in subsets.items():
-        for image_id in read_ids(path):
+        for image_id in _subset_ids(path):
             if image_id in seen:
                 continue
             seen.add(image_id)
