@@ -339,6 +339,16 @@ def test_predict_never_writes_into_the_masks_of_its_inputs(tiny_run, tmp_path, c
     assert predict_main(["--run", str(run), str(other / "images"), "--out", str(gt)]) == 2
     assert digest(other) == before and sorted(p.name for p in gt.iterdir()) == sorted(
         f"{p.stem}_mask.png" for p in (other / "masks").glob("*.png"))
+    capsys.readouterr()
+    assert predict_main(["--run", str(run), str(gt), "--out", str(other)]) == 2  # another dataset, or its folders
+    assert predict_main(["--run", str(run), str(gt), "--out", str(other / "masks")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {other}: the output folder is a dataset ({other}: layout paired, images and masks folders); "
+                   "outputs never go into a dataset, --overwrite included: choose another --out",
+                   f"error: {other / 'masks'}: the output folder is the masks/ folder of a dataset ({other}: layout "
+                   "paired, images and masks folders); outputs never go into a dataset, --overwrite included: choose "
+                   "another --out"]
+    assert digest(other) == before
     assert predict_main(["--run", str(run), str(other / "images"), "--out", str(tmp_path / "preds")]) == 0
     assert predict_main(["--run", str(run), str(other / "images"), "--out", str(tmp_path / "preds"),
                          "--overwrite"]) == 0

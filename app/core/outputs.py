@@ -75,6 +75,32 @@ def check_mask_folder(out, inputs):
                                  f"another --out")
 
 
+DATASET_LAYOUTS = ("voc", "cityscapes", "ade", "segnet", "paired")
+"""Layouts whose folders `check_dataset_folder` recognises as datasets."""
+
+
+def check_dataset_folder(out):
+    """Raise ValueError when existing folder `out` is a dataset (a layout of DATASET_LAYOUTS recognises it) or a
+    dataset's image or mask folder (masks/ of a folder with images/ + masks/, ...)."""
+    from data.layouts import LAYOUTS
+    from data.layouts.paired import IMAGE_DIR_NAMES, MASK_DIR_NAMES
+    from data.layouts.voc import MASK_DIRS
+
+    out = pathlib.Path(out)
+    if not out.is_dir():
+        return
+    known = {name.lower() for name in (*IMAGE_DIR_NAMES, *MASK_DIR_NAMES, *MASK_DIRS)}
+    candidates = [(out.resolve(), "is a dataset")]
+    if out.name.lower() in known:
+        candidates.append((out.resolve().parent, f"is the {out.name}/ folder of a dataset"))
+    for folder, relation in candidates:
+        for name in DATASET_LAYOUTS:
+            reason = LAYOUTS[name].detect(folder)
+            if reason:
+                raise ValueError(f"{out}: the output folder {relation} ({folder}: layout {name}, {reason}); outputs "
+                                 f"never go into a dataset, --overwrite included: choose another --out")
+
+
 def dataset_folders(config):
     """The folders of a run's dataset that outputs must stay out of: `data.path` when it is a folder (images,
     masks and every layout's subfolders lie inside it), else nothing (a CSV lists files anywhere)."""
@@ -93,12 +119,13 @@ def prepare_output_folder(out, inputs=(), files=(), overwrite=False, create=True
         create: bool. Create the folder (False: only check, before slower work that may still fail).
 
     Raises:
-        ValueError: `out` is, contains or lies inside an input, holds the inputs' masks (`check_mask_folder`), or
-            a file exists without `overwrite`.
+        ValueError: `out` is, contains or lies inside an input, holds the inputs' masks (`check_mask_folder`), is
+            a dataset or one of its folders (`check_dataset_folder`), or a file exists without `overwrite`.
         OSError: the folder cannot be created.
     """
     check_output_folder(out, inputs)
     check_mask_folder(out, inputs)
+    check_dataset_folder(out)
     existing = [pathlib.Path(f) for f in files if pathlib.Path(f).exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
