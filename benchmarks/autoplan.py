@@ -3,13 +3,18 @@
     python -m benchmarks.autoplan --time-budget 20m                  # every dataset found
     python -m benchmarks.autoplan --time-budget 2m --datasets nuclei --out benchmarks/results/autoplan-quick
 
-Datasets: camvid, isbi2012 and dsb2018 from ../shared/datasets (skipped when absent) and the embedded nuclei
-set (data/nuclei). For each, one at a time (run nothing else beside it: the budget buys epochs by speed):
+Datasets: camvid, isbi2012 and dsb2018 from ../shared/datasets (skipped when absent), the embedded nuclei
+set (data/nuclei), and two generated sets that no planning rule was written for (`data.synthetic`, written under
+<runs-dir>/generated): `frames` (200 wide 264x310 JPEG frames with one large object each and JPEG masks, no
+up/down, like colonoscopy) and `multiband` (120 8-band 16-bit TIFFs of 192x256, 5 classes of small objects).
+For each, one at a time (run nothing else beside it: the budget buys epochs by speed):
 - auto: `python -m app.train --config <data-only config> --plan --time-budget B`: the recipe's data section
   (where the data is and how to read it: layout, mask encoding, palette, void, channels, validation fraction,
   so both arms validate on the same images) without its training choices, everything else from the plan;
-- hand: `python -m app.train --config configs/<name>.yaml --time-budget B` (configs/nuclei.yaml for nuclei, the
-  defaults where it is absent): the recipe, its epochs fitted to the same budget.
+- hand: `python -m app.train --config configs/<name>.yaml --time-budget B` (configs/nuclei.yaml for nuclei):
+  the recipe, its epochs fitted to the same budget; datasets without a recipe have no hand arm;
+- plain: `python -m benchmarks.plain_unet` (a 60-line U-Net script: whole images at 256x256, Dice + CE, AdamW,
+  cosine) on the same data-only config and budget.
 Both runs are scored on the validation split at the images' own resolution (`app.core.report.write_report`,
 no TTA). The table (dataset, budget, plan summary, scores of both arms, wall time) goes to stdout and
 <out>.json / <out>.csv (default benchmarks/results/autoplan).
@@ -26,12 +31,17 @@ import yaml
 
 from app.core.plan import describe
 from benchmarks.tables import write_runs
+from data.synthetic import DatasetShape, write_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 SHARED = REPO.parent / "shared" / "datasets"
 DATASETS = {"camvid": SHARED / "camvid", "isbi2012": SHARED / "isbi2012", "dsb2018": SHARED / "dsb2018",
-            "nuclei": REPO / "data" / "nuclei"}
+            "nuclei": REPO / "data" / "nuclei", "frames": None, "multiband": None}
+GENERATED = {"frames": DatasetShape(sizes=((264, 310),), count=200, objects="frame", masks="jpeg", image_format="jpg"),
+             "multiband": DatasetShape(sizes=((192, 256),), count=120, channels=8, bits=16, classes=5,
+                                       objects="small")}
+"""Datasets written by `data.synthetic.write_dataset` (seed 0) when first benchmarked."""
 TRAINING_CHOICES = ("image_size", "resize", "cache", "one_hot")
 """Keys of a recipe's data section that the auto arm leaves to the plan."""
 
@@ -52,20 +62,32 @@ def recipe_config(name):
     return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
-def data_only_config(recipe, name):
+def dataset_path(name, runs_dir):
+    """Where dataset `name` is (generated sets are written under `runs_dir` the first time)."""
+    if name not in GENERATED:
+        return DATASETS[name]
+    path = pathlib.Path(runs_dir) / "generated" / name
+    if not path.is_dir():
+        write_dataset(path, GENERATED[name], seed=0)
+    return path
+
+
+def data_only_config(recipe, name, path):
     """The recipe's data section (how to read the data) and seed, without its training choices."""
     data = {k: v for k, v in recipe.get("data", {}).items() if k not in TRAINING_CHOICES}
-    data.setdefault("path", str(DATASETS[name]))
+    data.setdefault("path", str(path))
     return {"name": f"{name}-auto", "seed": recipe.get("seed", 42), "data": data}
 
 
 def train_arm(arm, argv, runs_dir, log_path):
-    """Run `python -m app.train` as a subprocess; returns (run folder, wall seconds)."""
+    """Run `python -m app.train` (the plain arm: `benchmarks.plain_unet`) as a subprocess; returns (run folder,
+    wall seconds)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     before = set(runs_dir.iterdir())
     start = time.monotonic()
+    module = ["benchmarks.plain_unet"] if arm == "plain" else ["app.train", "--fresh"]
     with open(log_path, "w") as log:
-        result = subprocess.run([sys.executable, "-m", "app.train", *argv, "--runs-dir", str(runs_dir), "--fresh"],
+        result = subprocess.run([sys.executable, "-m", *module, *argv, "--runs-dir", str(runs_dir)],
                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     seconds = time.monotonic() - start
     if result.returncode != 0:
@@ -92,22 +114,26 @@ def summary_of(run_dir):
     """The run's main settings and the epochs it ran (of those planned, where the budget guard shortened it)."""
     run_dir = pathlib.Path(run_dir)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if not (run_dir / "history.csv").is_file():  # the plain script
+        return "resize 256x256, whole images, unet d4 f32, batch 8, dice_ce, flips hv (plain script)"
     planned = config["train"]["epochs"]
-    ran = len(pd.read_csv(run_dir / "history.csv")) if (run_dir / "history.csv").is_file() else planned
+    ran = len(pd.read_csv(run_dir / "history.csv"))
     epochs = f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
     return f"{describe(config)}, {epochs}"
 
 
 def benchmark(name, budget, runs_dir, log=print):
-    recipe = recipe_config(name)
+    recipe = recipe_config(name) if name not in GENERATED else {}
     folder = pathlib.Path(runs_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     auto_config = folder / "auto-data.yaml"
-    auto_config.write_text(yaml.safe_dump(data_only_config(recipe, name), sort_keys=False))
-    # without a recipe, the hand arm is the defaults reading the data as the auto arm does
-    hand_argv = ["--config", str(REPO / "configs" / f"{name}.yaml") if recipe else str(auto_config)]
+    auto_config.write_text(yaml.safe_dump(data_only_config(recipe, name, dataset_path(name, runs_dir)),
+                                          sort_keys=False))
+    arms = [("auto", ["--config", str(auto_config), "--plan"]), ("plain", ["--config", str(auto_config)])]
+    if recipe or name == "nuclei":
+        arms.append(("hand", ["--config", str(REPO / "configs" / f"{name}.yaml")]))
     row = {"dataset": name, "budget": budget}
-    for arm, argv in (("auto", ["--config", str(auto_config), "--plan"]), ("hand", hand_argv)):
+    for arm, argv in arms:
         log(f"{name}: training the {arm} arm ({budget})")
         run, seconds = train_arm(arm, argv + ["--time-budget", budget], folder / arm, folder / f"{arm}.log")
         row.update({f"{arm}_{key}": value for key, value in scores(run).items()})
@@ -130,7 +156,7 @@ def main(argv=None):
     parse_duration(args.time_budget, "--time-budget")
     rows = earlier_rows(args.out, args.datasets)
     for name in args.datasets:
-        if not DATASETS[name].is_dir():
+        if name not in GENERATED and not DATASETS[name].is_dir():
             print(f"{name}: {DATASETS[name]} is absent, skipped")
             continue
         rows.append(benchmark(name, args.time_budget, args.runs_dir))
@@ -138,11 +164,14 @@ def main(argv=None):
     if not rows:
         raise SystemExit("no dataset found")
     table = pd.DataFrame(rows)
-    shown = [c for c in ("dataset", "budget", "auto_miou", "hand_miou", "auto_dice", "hand_dice", "auto_image_dice",
-                         "hand_image_dice", "auto_minutes", "hand_minutes") if c in table]
+    shown = [c for c in ("dataset", "budget", "auto_miou", "plain_miou", "hand_miou", "auto_dice", "plain_dice",
+                         "hand_dice", "auto_image_dice", "plain_image_dice", "hand_image_dice", "auto_minutes",
+                         "plain_minutes", "hand_minutes") if c in table]
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for row in rows:
-        print(f"{row['dataset']} auto plan: {row['auto_plan']}\n{row['dataset']} hand recipe: {row['hand_plan']}")
+        for arm in ("auto", "plain", "hand"):
+            if f"{arm}_plan" in row and isinstance(row[f"{arm}_plan"], str):
+                print(f"{row['dataset']} {arm}: {row[f'{arm}_plan']}")
     return 0
 
 
