@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from app.core.budget import Estimate, comparable, format_duration, parse_duration, time_validation
+from app.core.budget import (VAL_SHARE, Estimate, Validation, comparable, fit_validation, format_duration,
+                             parse_duration, time_validation)
 from app.core.config import ConfigError
 from app.train import main
 from train_helpers import TINY, only_run_dir
@@ -119,7 +120,8 @@ def test_budgeted_run_ends_within_the_budget_at_the_schedule_floor(tmp_path):
     assert elapsed <= budget * 1.1 + 5, f"run took {elapsed:.0f} s for a {budget} s budget"
     assert config["model"]["base_filters"] == 4 and config["data"]["image_size"] == [64, 64]  # flags won
     assert config["train"]["early_stopping_patience"] is None and config["train"]["time_budget"] == f"{budget}s"
-    assert 2 <= len(history) == state["epochs"] <= config["train"]["epochs"]  # the guard may shorten the run
+    # the guard may shorten the run, or lengthen it up to twice the planned epochs
+    assert 2 <= len(history) == state["epochs"] <= 2 * config["train"]["epochs"] + 1
     peak = config["train"]["learning_rate"]
     assert history["learning_rate"].iloc[-1] == pytest.approx(0.01 * peak, rel=1e-3)  # CosineDecay alpha 0.01
     assert history["learning_rate"].iloc[0] > 0.5 * peak
@@ -186,3 +188,76 @@ def test_a_slower_pace_than_the_warm_up_shortens_the_run_and_its_schedule(tmp_pa
     assert rates[-1] == pytest.approx(0.01 * peak, rel=1e-4)  # the floor, at the new last epoch
     assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == budget.epochs
     assert any(f"ends after epoch {budget.epochs} instead of {planned}" in line for line in lines), lines
+
+
+def test_validated_epochs_include_the_first_and_the_last():
+    assert Validation().epochs(4) == [1, 2, 3, 4]
+    assert Validation(8, 3).epochs(10) == [1, 4, 7, 10]
+    assert Validation(8, 5).epochs(3) == [1, 3]
+    assert Validation(8, 2).epochs(1) == [1]
+
+
+@pytest.mark.parametrize("val_s, val_images", [(0.5, 200), (30.0, 200), (165.0, 200), (400.0, 40), (50.0, 5)])
+@pytest.mark.parametrize("seconds", [100.0, 1200.0, 7200.0])
+def test_validation_takes_at_most_its_share_of_the_budget(val_s, val_images, seconds):
+    """A native-size validation pass of 165 s in a 20-minute budget took 53% of it; now at most VAL_SHARE,
+    by a smaller fixed sample or fewer validated epochs, while the most training steps still fit."""
+    estimate = Estimate(step_s=2.3, val_s=val_s, save_s=1.0, start_s=0.0, first_epoch_extra_s=10.0,
+                        final_s=val_s + 5, steps_per_epoch=75)
+    epochs, steps, validation = fit_validation(estimate, seconds, val_images)
+    images = validation.images or val_images
+    spent = val_s * images / val_images * len(validation.epochs(epochs))
+    assert epochs >= 1 and 1 <= steps <= 75
+    if images > min(8, val_images) or validation.every > 1:  # the sample could shrink: it did, enough
+        assert spent <= VAL_SHARE * seconds + 1e-6
+    assert images >= min(8, val_images)
+    if val_s * epochs <= VAL_SHARE * seconds * 0.5:
+        assert validation == Validation()  # cheap validation stays whole, every epoch
+    training = epochs * steps * estimate.step_s
+    run = training + spent + epochs * estimate.save_s + estimate.first_epoch_extra_s + estimate.final_s
+    assert run <= seconds + estimate.step_s * steps or epochs * steps == 1
+
+
+def test_the_guard_lengthens_a_run_that_goes_faster_than_the_warm_up(tmp_path):
+    """The warm-up's epochs paid for tracing; the real ones are fast: the run and its schedule are lengthened
+    (up to max_epochs) and still end at the learning-rate floor within the budget."""
+    from app.core.budget import Budget, BudgetGuard, _adjustable_schedule
+
+    rows, batch, planned, peak = 8, 4, 3, 0.01
+    optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(peak, planned * rows // batch,
+                                                                            alpha=0.01))
+    length = _adjustable_schedule(optimizer)
+    if length is None:
+        pytest.skip("the schedule is adjustable on the TensorFlow backend only")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer, "mse")
+    estimate = Estimate(step_s=0.5, val_s=0.0, save_s=0.0, start_s=0.0, first_epoch_extra_s=0.0, final_s=0.0,
+                        steps_per_epoch=rows // batch)
+    seconds = 3.0
+    budget = Budget(seconds, time.monotonic(), estimate=estimate, length=length, train_rows=rows)
+    budget.set_epochs(planned)
+    budget.max_epochs = 2 * planned + 1
+    train_config = {"epochs": planned, "batch_size": batch, "warmup_epochs": 0}
+    lines, rates = [], []
+    pace = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(0.1))
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: rates.append(float(optimizer.learning_rate)))
+    x, y = np.ones((rows, 2), "float32"), np.ones((rows, 1), "float32")
+    model.fit(x, y, batch_size=batch, epochs=budget.max_epochs, verbose=0,
+              callbacks=[pace, BudgetGuard(budget, tmp_path, train_config, lines.append), record])
+    assert planned < len(rates) == budget.epochs <= budget.max_epochs, lines
+    assert rates[-1] == pytest.approx(0.01 * peak, rel=1e-4)
+    assert budget.elapsed() <= seconds
+    assert any("faster than the warm-up" in line for line in lines)
+
+
+def test_the_time_ledger_splits_training_validation_and_saving():
+    from app.core.callbacks import TimeLedger
+
+    ledger = TimeLedger()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    saving = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(0.2))
+    x, y = np.ones((8, 2), "float32"), np.ones((8, 1), "float32")
+    model.fit(x, y, validation_data=(x, y), validation_freq=2, epochs=2, verbose=0, callbacks=[saving, ledger])
+    assert 0.4 <= ledger.seconds["saving"] < 1.4  # the two epoch-end sleeps, and what Keras does there
+    assert ledger.seconds["training"] > 0 and ledger.seconds["validation"] > 0

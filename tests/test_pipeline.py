@@ -98,3 +98,11 @@ def test_eval_batch_pixels_match_the_padded_batches(tmp_path, resize):
     assert eval_batch_pixels(sizes, 3, divisor=16, resize=resize) == padded
     assert len(padded) == 3 and (resize is not None or len(set(padded)) == 3)
 
+
+
+def test_a_repeated_training_stream_never_runs_out_and_has_full_batches(shapes):
+    """Epochs shorter than a pass go on where the last stopped (Keras steps_per_epoch): the stream repeats,
+    reshuffled each pass, batched across pass ends."""
+    ds = build_dataset(shapes, MaskEncoding("index", 3), training=True, batch_size=4, crop_size=(32, 32), repeat=True)
+    batches = [tuple(np.asarray(t) for t in batch) for batch in ds.take(7)]  # 28 samples: more than 4 passes
+    assert [b[0].shape for b in batches] == [(4, 32, 32, 3)] * 7

@@ -109,7 +109,7 @@ class Estimate:
         available = seconds - self.first_epoch_extra_s - self.final_s
         whole = math.floor(available / self.epoch_s)
         best = (1, 1)
-        for epochs in sorted({max(whole, 1), whole + 1}):
+        for epochs in sorted({max(whole, 1), max(whole + 1, 1)}):
             steps = min(self.steps_per_epoch, math.floor((available / epochs - overhead) / self.step_s))
             if epochs * steps > best[0] * best[1]:
                 best = (epochs, steps)
