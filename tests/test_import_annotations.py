@@ -130,3 +130,18 @@ def test_every_bad_labelme_file_is_listed_at_once_without_opencv_lines(tmp_path)
     assert lines[4] == "error: 4 of 5 LabelMe file(s) cannot be read; fix or remove them"
     assert "missing.png cannot be read" in lines[3]
     assert not (tmp_path / "out").exists()
+
+
+def test_every_bad_coco_annotation_is_listed_at_once(tmp_path, capsys):
+    record = {"images": [{"id": 1, "file_name": "a.jpg", "height": 8, "width": 8},
+                         {"id": 2, "file_name": "b.jpg", "height": 0, "width": 8}],
+              "categories": [{"id": 1, "name": "cat"}],
+              "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "segmentation": [[0, 0, 4, 0, 4, 4]]},
+                              {"id": 2, "image_id": 9, "category_id": 1, "segmentation": [[0, 0, 4, 0, 4, 4]]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(record))
+    assert main(["--format", "coco", str(tmp_path / "coco.json"), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and lines[-1] == "error: 3 problem(s) in the COCO file; fix or remove them", lines
+    assert "image 2: bad image size" in lines[0] and "annotation 0: category_id" in lines[1] \
+        and "annotation 1: image_id 9" in lines[2]
+    assert not (tmp_path / "out").exists()

@@ -178,9 +178,7 @@ def read_labelme(path, warn=print):
             continue
         if item is not None:
             items.append(item)
-    if errors:
-        raise ValueError("\n".join(errors + [f"{len(errors)} of {len(files)} LabelMe file(s) cannot be read; fix or "
-                                              f"remove them"]))
+    raise_all(errors, f"of {len(files)} LabelMe file(s) cannot be read")
     return items
 
 
@@ -221,22 +219,39 @@ def read_coco(path, warn=print):
         images = {image["id"]: image for image in record["images"]}
     except (KeyError, TypeError):
         raise ValueError(f"{path}: every category needs an id and a name, every image an id") from None
-    items = {}
+    items, errors = {}, []
     for image_id, image in images.items():
         stem = safe_stem(image.get("file_name", ""), warn)
-        if stem is not None:
+        if stem is None:
+            continue
+        try:
             _check_size(image.get("height"), image.get("width"), f"{path}: image {image_id}")
-            items[image_id] = Annotated(f"{path}: image {image_id}", stem, image["height"], image["width"], [])
+        except ValueError as err:
+            errors.append(str(err))
+            continue
+        items[image_id] = Annotated(f"{path}: image {image_id}", stem, image["height"], image["width"], [])
     for number, annotation in enumerate(record.get("annotations") or []):
         where = f"{path}: annotation {number}"
         if not isinstance(annotation, dict) or annotation.get("category_id") not in categories:
-            raise ValueError(f"{where}: category_id not among the categories")
-        if annotation.get("image_id") not in images:
-            raise ValueError(f"{where}: image_id {annotation.get('image_id')!r} not among the images")
-        if annotation["image_id"] in items:
+            errors.append(f"{where}: category_id not among the categories")
+        elif annotation.get("image_id") not in images:
+            errors.append(f"{where}: image_id {annotation.get('image_id')!r} not among the images")
+        elif annotation["image_id"] in items:
             items[annotation["image_id"]].shapes.append(
                 (categories[annotation["category_id"]], "coco", annotation.get("segmentation")))
+    raise_all(errors, "problem(s) in the COCO file")
     return list(items.values()), list(categories.values())
+
+
+MAX_LISTED = 50
+"""Problems listed one per line before the rest are counted."""
+
+
+def raise_all(errors, what):
+    """Raise one ValueError listing every problem (one line each, up to MAX_LISTED) and their count."""
+    if errors:
+        shown = errors[:MAX_LISTED] + ([f"... and {len(errors) - MAX_LISTED} more"] if len(errors) > MAX_LISTED else [])
+        raise ValueError("\n".join(shown + [f"{len(errors)} {what}; fix or remove them"]))
 
 
 def _coco_mask(segmentation, height, width, where):
@@ -338,7 +353,13 @@ def import_annotations(kind, source, out, classes=None, class_map=None, warn=pri
     prepare_output_folder(out, [source], [out / "palette.csv", *(out / "masks" / f"{item.stem}.png" for item in items)],
                           overwrite)
     masks = output_dir(out / "masks")
-    written = [write_image(masks / f"{item.stem}.png", render(item, mapping)) for item in items]
+    written, errors = [], []
+    for item in items:
+        try:
+            written.append(write_image(masks / f"{item.stem}.png", render(item, mapping)))
+        except ValueError as err:
+            errors.append(str(err))
+    raise_all(errors, "shape(s) cannot be drawn")
     palette = pd.DataFrame(default_palette(len(mapping.names)), columns=["r", "g", "b"])
     palette.insert(0, "name", mapping.names)
     write_text(pathlib.Path(out) / "palette.csv", palette.to_csv(index=False))
