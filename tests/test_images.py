@@ -207,3 +207,20 @@ def test_percentiles_refuse_mixed_bit_depths(tmp_path):
         resolve_normalization({"normalization": "auto", "channels": 1}, result)
     unit = resolve_normalization({"normalization": "unit", "channels": 1}, result)
     assert unit == Normalization()
+
+
+def test_input_channels_follow_the_image_files(tmp_path):
+    """data.channels auto: grey and RGB files give 3; multi-band TIFFs their band count."""
+    import tifffile
+
+    from data.images import input_channels
+
+    grey, rgb = tmp_path / "grey.png", tmp_path / "rgb.png"
+    cv2.imwrite(str(grey), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(rgb), np.zeros((8, 8, 3), np.uint8))
+    assert input_channels([grey, rgb])[0] == 3
+    bands = [tmp_path / f"b{i}.tif" for i in range(3)]
+    for path in bands:
+        tifffile.imwrite(path, np.zeros((8, 8, 8), np.uint16), photometric="minisblack", planarconfig="contig")
+    channels, reason = input_channels(bands)
+    assert channels == 8 and "8-band" in reason

@@ -264,3 +264,22 @@ def test_another_model_gets_the_planned_crop_on_its_divisor(tmp_path):
     assert config["model"] == {"name": "fcn8s"} and config["data"]["image_size"] == [64, 64]
     assert {"model.name", "data.image_size"} <= set(plan.set_elsewhere(config))
     assert describe(config).startswith("crop 64x64, fcn8s, batch")
+
+
+def test_compression_specks_are_not_objects():
+    """A JPEG-compressed mask of one large polyp has specks around its edge; they must not read as objects of
+    1 px (which kept full resolution where the typical object was 228 px across)."""
+    from data.fingerprint import image_statistics
+
+    mask = np.zeros((300, 360), np.uint8)
+    cv2.ellipse(mask, (180, 150), (110, 90), 0, 0, 360, 1, -1)
+    noisy = cv2.imdecode(cv2.imencode(".jpg", mask * 255, [cv2.IMWRITE_JPEG_QUALITY, 60])[1], 0)
+    labels = (noisy > 127).astype(np.uint8)
+    labels[5, 5] = labels[290, 350] = labels[10, 300:302] = 1  # stray clicks
+    raw = components(labels)
+    assert raw["area"].min() <= 2
+    found = image_statistics(None, labels, 2)["objects"][1]
+    assert found["area"].size == 1 and found["extent"][0] >= 215
+    dots = np.zeros((50, 50), np.uint8)  # a mask of nothing but tiny objects keeps them (lone pixels go)
+    dots[10, 10] = dots[30, 30:32] = dots[40, 5:7] = 1
+    assert sorted(image_statistics(None, dots, 2)["objects"][1]["area"].tolist()) == [2, 2]
