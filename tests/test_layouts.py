@@ -268,6 +268,13 @@ def test_labelme_folder_as_data(tmp_path):
     source = load_dataset(tmp_path / "lm", options=LayoutOptions(import_dir=str(tmp_path / "cache")))
     assert source.layout == "labelme" and source.class_names == ["background", "leaf"]
     assert len(source.frame) == 2 and source.frame["image"].str.endswith(".png").all()
+    (tmp_path / "lm" / "labels.txt").write_text("__ignore__\n_background_\nstem\nleaf\n")  # labelme --labels
+    record["shapes"].append({"label": "__ignore__", "shape_type": "rectangle", "points": [[30, 5], [40, 10]]})
+    (tmp_path / "lm" / "shot1.json").write_text(json.dumps(record))
+    source = load_dataset(tmp_path / "lm", options=LayoutOptions(import_dir=str(tmp_path / "cache")))
+    assert source.class_names == ["background", "stem", "leaf"] and "class order from" in source.notes[-2]
+    mask = np.array(Image.open(source.frame["mask"].iloc[1]))
+    assert mask[10, 10] == 2 and mask[7, 35] == 255 and mask[30, 50] == 0
 
 
 def test_discover_keeps_its_signature(tmp_path):

@@ -321,8 +321,8 @@ def import_annotations(kind, source, out, classes=None, class_map=None, warn=pri
         source: path. The annotation file or folder.
         out: path. Output folder.
         classes: list of str. Class names in index order; labels must equal them. Defaults to None.
-        class_map: path. YAML class map, see `ClassMap.from_yaml`. Defaults to None: `background` plus the
-            COCO categories (by id) or the LabelMe labels (sorted).
+        class_map: path of a YAML class map (see `ClassMap.from_yaml`), or a ClassMap. Defaults to None:
+            `background` plus the COCO categories (by id) or the LabelMe labels (sorted).
         warn: callable. Receives one line per skipped shape or file name.
         overwrite: bool. Replace masks and palette.csv already in `out`. `out` must lie outside `source`'s folder.
 
@@ -347,8 +347,12 @@ def import_annotations(kind, source, out, classes=None, class_map=None, warn=pri
         if item.stem in seen:
             raise ValueError(f"{item.source}: mask name {item.stem}.png is also that of {seen[item.stem]}")
         seen[item.stem] = item.source
-    mapping = ClassMap.from_names(classes) if classes else (
-        ClassMap.from_yaml(class_map) if class_map else default_class_map(items, labels))
+    if classes:
+        mapping = ClassMap.from_names(classes)
+    elif class_map:
+        mapping = class_map if isinstance(class_map, ClassMap) else ClassMap.from_yaml(class_map)
+    else:
+        mapping = default_class_map(items, labels)
     mapping.check(items)
     prepare_output_folder(out, [source], [out / "palette.csv", *(out / "masks" / f"{item.stem}.png" for item in items)],
                           overwrite)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 from data.layouts.base import DatasetSource, image_files, make_frame
-from data.masks import read_palette
+from data.masks import IGNORE_INDEX, read_palette
 
 DEFAULT_IMPORT_DIR = pathlib.Path("runs") / "imported"
 CACHE_VERSION = 1
@@ -37,7 +37,30 @@ def detect_labelme(root):
 
 
 def _sources(kind, root):
-    return [root] if kind == "coco" else sorted(p for p in root.glob("*.json") if not p.name.startswith("."))
+    if kind == "coco":
+        return [root]
+    label = _label_file(root)
+    return sorted(p for p in root.glob("*.json") if not p.name.startswith(".")) + ([label.path] if label else [])
+
+
+def _label_file(root):
+    """The class list beside LabelMe files (`labels.txt` as `labelme --labels` takes it, `class_names.txt`,
+    `classes.txt`), or None."""
+    from data.layouts.label_files import find_label_file
+
+    return find_label_file([root], [], [])
+
+
+def labelme_class_map(label):
+    """The ClassMap of a LabelMe class list: its names in order, `_background_` class 0, `__ignore__` void."""
+    from app.core.import_annotations import ClassMap
+
+    names = list(label.names)
+    if names[0] != "background":
+        names.insert(0, "background")  # unannotated pixels
+    labels = {name: index for index, name in enumerate(names)}
+    labels.update({"_background_": 0, "__ignore__": IGNORE_INDEX})
+    return ClassMap(names, labels)
 
 
 def fingerprint(kind, root):
@@ -69,7 +92,11 @@ def convert(kind, root, import_dir, notes):
     warnings = []
     scratch = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}-"))
     try:
-        import_annotations(kind, root, scratch, warn=warnings.append)
+        label = _label_file(root) if kind == "labelme" else None
+        import_annotations(kind, root, scratch, warn=warnings.append,
+                           class_map=labelme_class_map(label) if label else None)
+        if label:
+            notes.append(f"class order from {label.path}")
         (scratch / "source.json").write_text(
             json.dumps({"source": str(root.resolve()), "kind": kind, "fingerprint": stamp}, indent=2))
         if cache.exists():
