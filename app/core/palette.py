@@ -3,19 +3,8 @@ import pathlib
 
 import numpy as np
 
+from data.colormaps import default_palette
 from data.masks import read_palette
-
-BASE_COLOURS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
-                (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0),
-                (255, 215, 180), (0, 0, 128), (128, 128, 128)]
-"""Class 0 black, then Trubetskoy's 20 distinct colours; further classes get seeded random colours."""
-
-
-def default_palette(num_classes):
-    """(num_classes, 3) uint8 RGB colours."""
-    extra = np.random.default_rng(0).integers(0, 256, size=(max(num_classes - len(BASE_COLOURS), 0), 3))
-    return np.concatenate([np.array(BASE_COLOURS, np.uint8), extra.astype(np.uint8)])[:num_classes]
 
 
 def class_colours(config, num_classes, run_dir=None):

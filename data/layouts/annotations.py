@@ -1,7 +1,7 @@
 """COCO JSON and LabelMe layouts: `--data` names a COCO instances file or a folder of LabelMe JSON files.
 
 The annotations are rendered once into class-index masks in a cache folder (data.import_dir, default
-`<runs dir>/imported`, never inside the dataset) by `app.core.import_annotations`; a later run reuses the cache
+`<runs dir>/imported`, never inside the dataset) by `data.annotations`; a later run reuses the cache
 while the annotation files keep their size and modification time. Images are found by file stem next to the
 annotations (and, for an `annotations/` folder, in the folder above it).
 """
@@ -12,6 +12,9 @@ import pathlib
 import shutil
 import tempfile
 
+import cv2
+
+from data.annotations import ClassMap, palette_table, read_annotations, rendered
 from data.layouts.base import DatasetSource, image_files, make_frame
 from data.masks import IGNORE_INDEX, read_palette
 
@@ -53,8 +56,6 @@ def _label_file(root):
 
 def labelme_class_map(label):
     """The ClassMap of a LabelMe class list: its names in order, `_background_` class 0, `__ignore__` void."""
-    from app.core.import_annotations import ClassMap
-
     names = list(label.names)
     if names[0] != "background":
         names.insert(0, "background")  # unannotated pixels
@@ -86,17 +87,20 @@ def convert(kind, root, import_dir, notes):
     if manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") == stamp:
         notes.append(f"annotations converted earlier reused from {cache}")
         return cache, "reused"
-    from app.core.import_annotations import import_annotations
-
     cache.parent.mkdir(parents=True, exist_ok=True)
     warnings = []
     scratch = pathlib.Path(tempfile.mkdtemp(dir=cache.parent, prefix=f".{cache.name}-"))
     try:
         label = _label_file(root) if kind == "labelme" else None
-        import_annotations(kind, root, scratch, warn=warnings.append,
-                           class_map=labelme_class_map(label) if label else None)
+        mapping, items = read_annotations(kind, root, class_map=labelme_class_map(label) if label else None,
+                                          warn=warnings.append)
         if label:
             notes.append(f"class order from {label.path}")
+        (scratch / "masks").mkdir()
+        for item, mask in rendered(items, mapping):
+            if not cv2.imwrite(str(scratch / "masks" / f"{item.stem}.png"), mask):
+                raise OSError(f"{scratch}: cannot write the converted masks")
+        palette_table(mapping).to_csv(scratch / "palette.csv", index=False)
         (scratch / "source.json").write_text(
             json.dumps({"source": str(root.resolve()), "kind": kind, "fingerprint": stamp}, indent=2))
         if cache.exists():
