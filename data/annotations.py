@@ -168,17 +168,9 @@ def read_labelme(path, warn=print):
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"{path}: no .json files")
-    items, errors = [], []
-    for file in files:
-        try:
-            item = _read_labelme_file(file, warn)
-        except ValueError as err:
-            errors.append(str(err))
-            continue
-        if item is not None:
-            items.append(item)
-    raise_all(errors, f"of {len(files)} LabelMe file(s) cannot be read")
-    return items
+    read = each_listing_errors(files, lambda file: _read_labelme_file(file, warn),
+                               f"of {len(files)} LabelMe file(s) cannot be read")
+    return [item for _, item in read if item is not None]
 
 
 def _read_labelme_file(file, warn):
@@ -244,6 +236,19 @@ def read_coco(path, warn=print):
 
 MAX_LISTED = 50
 """Problems listed one per line before the rest are counted."""
+
+
+def each_listing_errors(things, function, what):
+    """Yield (thing, function(thing)) of each thing; the ValueErrors raised are listed together at the end."""
+    errors = []
+    for thing in things:
+        try:
+            result = function(thing)
+        except ValueError as err:
+            errors.append(str(err))
+            continue
+        yield thing, result
+    raise_all(errors, what)
 
 
 def raise_all(errors, what):
@@ -354,15 +359,7 @@ def read_annotations(kind, source, classes=None, class_map=None, warn=print):
 
 def rendered(items, mapping):
     """Yield (Annotated, mask) of every item; shapes that cannot be drawn are raised together at the end."""
-    errors = []
-    for item in items:
-        try:
-            mask = render(item, mapping)
-        except ValueError as err:
-            errors.append(str(err))
-            continue
-        yield item, mask
-    raise_all(errors, "shape(s) cannot be drawn")
+    return each_listing_errors(items, lambda item: render(item, mapping), "shape(s) cannot be drawn")
 
 
 def palette_table(mapping):
