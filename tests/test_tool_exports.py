@@ -111,9 +111,12 @@ def test_cvat_ids_of_images_uploaded_in_folders(tmp_path):
             path.rename(root / folder / "site_a" / path.name)
     ids = ["site_a/frame_000000", "site_a/frame_000001", "frame_000002", "frame_000003"]
     (root / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(ids) + "\n")
+    photo(root / "JPEGImages" / "frame_000009.jpg")  # listed, never annotated: CVAT writes no mask
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("\n".join(ids + ["frame_000009"]) + "\n")
     found, line = check(root, val_fraction=0.5)
     assert sorted(found.source.frame["image"].str.removeprefix(f"{root}/JPEGImages/")) == [
         "frame_000002.jpg", "frame_000003.jpg", "site_a/frame_000000.jpg", "site_a/frame_000001.jpg"]
+    assert "(train 2, val 2; 1 listed ids without masks left out)" in line
 
 
 def test_a_broken_labelmap_is_one_line_naming_it(tmp_path):

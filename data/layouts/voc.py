@@ -172,7 +172,7 @@ def _subset_source(base, image_dir, mask_dir, subsets, reason, notes, problems, 
     images, masks = _files_by_id(image_dir, skipped), _files_by_id(mask_dir, skipped)
     if skipped:
         notes.append(f"{len(skipped)} hidden/system file(s) skipped (e.g. {skipped[0]})")
-    rows, seen = [], set()
+    rows, seen, no_mask = [], set(), []
     for path, split in subsets.items():
         for image_id in _subset_ids(path):
             if image_id in seen:
@@ -182,14 +182,17 @@ def _subset_source(base, image_dir, mask_dir, subsets, reason, notes, problems, 
                 problems.append(f"{path}: id {image_id} has no image {image_dir / image_id}.jpg; remove the line or "
                                 f"add the image")
             elif image_id not in masks:
-                problems.append(f"{images[image_id]}: image has no mask in {mask_dir} (listed in {path.name}); add "
-                                f"{mask_dir.name}/{image_id}.png or remove the id from the list")
+                no_mask.append(image_id)  # a frame nobody annotated: CVAT writes no mask for it
             else:
                 rows.append({"image": str(images[image_id]), "mask": str(masks[image_id]), "instances": None,
                              "split": split})
     unlisted = len(set(images) - seen)
     if unlisted:
         notes.append(f"{unlisted} image(s) in {image_dir} in no subset list ignored")
+    if no_mask:
+        notes.append(f"{len(no_mask)} listed image(s) without a mask in {mask_dir} left out (not annotated?), e.g. "
+                     f"{', '.join(no_mask[:3])}")
     split_source = f"{LIST_DIR.as_posix()} {' + '.join(p.name for p in subsets)}"
+    split_notes = [f"{len(no_mask)} listed ids without masks left out"] if no_mask else []
     return DatasetSource(frame=make_frame(rows), layout="voc", reason=reason, split_source=split_source,
-                         notes=notes, **facts)
+                         notes=notes, split_notes=split_notes, **facts)
