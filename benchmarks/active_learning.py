@@ -1,7 +1,7 @@
 """Active learning on the embedded nuclei set: does labelling the images `app.predict --rank` puts first beat
 labelling images at random?
 
-    nice -n 10 python -m benchmarks.active_learning          # the README's numbers (~25 min on 2 shared CPU cores)
+    nice -n 10 python -m benchmarks.active_learning          # the README's numbers (~36 min on 2 shared CPU cores)
     python -m benchmarks.active_learning --quick             # tiny U-Net, 1 seed, 2 rounds: checks the script works
 
 Per seed, data/nuclei's 64 images are split (seeded) into 16 validation images and a pool of 48 "unlabelled"
@@ -156,6 +156,7 @@ def plot(rows, path):
         mean = part.groupby("labelled")["miou"].mean()
         label = "ranked by app.predict --rank" if arm == "ranked" else "random"
         axis.plot(mean.index, mean.values, color=colour, marker="o", linewidth=2, label=f"{label} (mean)")
+    axis.set_xticks(sorted(frame["labelled"].unique()))
     axis.set(xlabel="labelled training images", ylabel="validation mIoU (16 images)",
              title=f"Active learning on data/nuclei ({frame['seed'].nunique()} seed(s))")
     axis.grid(alpha=0.3)
