@@ -270,3 +270,14 @@ def test_jpeg_masks_of_a_few_grey_levels_snap_to_them(tmp_path, levels):
     assert "compression noise snapped to the nearest level" in encoding.reason
     assert (encoding.read(root / "masks" / "s0.jpg") == truths[0]).mean() > 0.99
     assert (_pipeline_masks(root, encoding)[1] == truths[1]).mean() > 0.99
+
+
+def test_a_stray_voc_colour_is_reported_with_its_index(tmp_path):
+    colours = voc_colormap()
+    masks = [colours[_blocks([0, 1, 2])] for _ in range(3)]
+    masks[1][2, 3:5] = colours[9]
+    root = _dataset(tmp_path, [cv2.cvtColor(m, cv2.COLOR_RGB2BGR) for m in masks])
+    with pytest.raises(ReadError, match=r"s1\.png: colour \(192,0,0\) \(VOC index 9\) in only 2 pixel\(s\) of 1 "
+                                        r"mask\(s\) \(s1\.png\), far above the other classes 0\.\.2"):
+        _encoding(root)
+    assert _encoding(root, num_classes=10).num_classes == 10
