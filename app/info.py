@@ -1,12 +1,18 @@
 """Describe a model: `python -m app.info --model NAME [--encoder NAME] [--input-size H W C] [--num-classes N]
-[--option KEY=VALUE]`.
+[--option KEY=VALUE]`, or the machine: `python -m app.info --devices`.
 
 Prints the parameter count, FLOPs per image (2 x the multiply-accumulates of conv and dense layers,
 counted from layer configs and output shapes), the output stride (height and width must be multiples of
 it) and the theoretical receptive field; `--table` adds the per-layer receptive-field table.
+
+`--devices` prints the Keras backend, the devices and GPUs it sees, the CPU and whether it computes bfloat16,
+and the precision `train.precision: auto` will train in; it warns when the system has an NVIDIA GPU that the
+backend does not see, and when two TensorFlow wheels are installed side by side.
 """
 import argparse
 import ast
+import importlib
+import os
 import sys
 
 from app.cli import add_verbose_option, fail_cleanly
@@ -17,7 +23,9 @@ def parse_args(argv=None):
 
     parser = argparse.ArgumentParser(prog="python -m app.info", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=sorted(MODELS))
+    parser.add_argument("--model", choices=sorted(MODELS))
+    parser.add_argument("--devices", action="store_true",
+                        help="print the devices and precision training will use (may be given with --model)")
     parser.add_argument("--input-size", type=int, nargs=3, default=[256, 256, 3], metavar=("H", "W", "C"))
     parser.add_argument("--num-classes", type=int, default=2)
     parser.add_argument("--encoder", help="pretrained backbone (models.encoders.ENCODERS) under the --model decoder")
@@ -25,7 +33,10 @@ def parse_args(argv=None):
                         help="architecture option, e.g. depth=3 or upsampling=bilinear (repeatable)")
     parser.add_argument("--table", action="store_true", help="also print the per-layer receptive-field table")
     add_verbose_option(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.model and not args.devices:
+        parser.error("one of --model or --devices is required")
+    return args
 
 
 def parse_option(text):
@@ -39,9 +50,38 @@ def parse_option(text):
         return key, value
 
 
+def device_lines():
+    """The `--devices` report: backend, devices, GPUs, CPU, the precision of `train.precision: auto`, warnings."""
+    import keras
+
+    from app.core.precision import (BF16_CPU_FLAGS, cpu_flags, cpu_model, device_warnings, gpu_details,
+                                    resolve_precision, system_nvidia_gpus, tensorflow_wheels)
+
+    backend = keras.backend.backend()
+    module = importlib.import_module("tensorflow" if backend == "tensorflow" else backend)
+    wheels = tensorflow_wheels()
+    gpus = gpu_details()
+    devices = keras.distribution.list_devices()
+    bf16 = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+    lines = [f"backend          {backend} {getattr(module, '__version__', '')}"
+             + (f" ({', '.join(wheels)})" if backend == "tensorflow" and wheels else ""),
+             f"devices          {', '.join(devices)}",
+             "GPUs             " + ("; ".join(f"{gpu['name']} (compute capability "
+                                              f"{'.'.join(map(str, gpu['compute_capability'] or ('?',)))})"
+                                              for gpu in gpus) or f"none visible to {backend}"),
+             f"CPU              {cpu_model() or 'unknown'}, {os.cpu_count()} logical cores, bfloat16 arithmetic: "
+             f"{', '.join(bf16) or 'no'}",
+             f"precision        {resolve_precision('auto', devices, gpus=gpus)} (train.precision: auto)"]
+    return lines + device_warnings(backend, gpus, system_nvidia_gpus(), wheels)
+
+
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
+    if args.devices:
+        print("\n".join(device_lines()))
+        if not args.model:
+            return 0
     from models.flops import count_flops
     from models.receptive_field import receptive_field_table, theoretical_receptive_field
     from models.registry import get_model, required_divisor

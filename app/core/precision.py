@@ -7,9 +7,15 @@
 - CPUs with native bfloat16 arithmetic (AMX-BF16 or AVX512-BF16 flags; 2-3x faster there): mixed_bfloat16.
 - Anything else (older GPUs, GPUs of unknown capability, other CPUs): float32.
 With several GPUs the weakest decides.
+
+An explicit mixed_bfloat16 on a CPU without those flags runs about 10x slower than float32 (measured on an
+AVX2-only AMD EPYC): `bfloat16_cost_warning` says so before training. `system_nvidia_gpus` and
+`tensorflow_wheels` tell `python -m app.info --devices` why a GPU the machine has may be unused.
 """
+import importlib.metadata
 import os
 import pathlib
+import shutil
 import subprocess
 
 import keras
@@ -26,6 +32,19 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     except OSError:
         return set()
     return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    """The CPU's "model name" from /proc/cpuinfo, or None where it cannot be read."""
+    try:
+        lines = pathlib.Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
+def _cpu_only(devices):
+    return all(device.lower().startswith("cpu") for device in devices)
 
 
 def _capability(value):
@@ -77,6 +96,78 @@ def gpu_memory_bytes():
     return min(sizes.values()) if sizes else None
 
 
+def system_nvidia_gpus(proc_dir="/proc/driver/nvidia/gpus", nvidia_smi="nvidia-smi"):
+    """Names of the NVIDIA GPUs the operating system sees, whatever TensorFlow or JAX see.
+
+    Read from the driver's `proc_dir` (one folder per GPU, with an `information` file), else from
+    `nvidia_smi -L` (a command on PATH or a path; None: do not run it); empty where neither is there.
+    """
+    folders = sorted(pathlib.Path(proc_dir).glob("*/information")) if pathlib.Path(proc_dir).is_dir() else []
+    if folders:
+        names = []
+        for information in folders:
+            fields = dict(line.split(":", 1) for line in information.read_text().splitlines() if ":" in line)
+            names.append(fields.get("Model", information.parent.name).strip())
+        return names
+    nvidia_smi = nvidia_smi and shutil.which(nvidia_smi)
+    if not nvidia_smi:
+        return []
+    try:
+        out = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split(":", 1)[1].split("(UUID")[0].strip() for line in out.splitlines() if line.startswith("GPU ")]
+
+
+def tensorflow_wheels():
+    """The installed TensorFlow distributions ("tensorflow", "tensorflow-cpu"): more than one is a broken install."""
+    installed = []
+    for name in ("tensorflow", "tensorflow-cpu"):
+        try:
+            installed.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return installed
+
+
+def device_warnings(backend, backend_gpus, system_gpus, wheels):
+    """Warning lines for a GPU the system has but `backend` does not see, and for clashing TensorFlow wheels.
+
+    Args:
+        backend: the Keras backend name.
+        backend_gpus: `gpu_details()` of that backend.
+        system_gpus: `system_nvidia_gpus()`.
+        wheels: `tensorflow_wheels()`.
+    """
+    warnings = []
+    if system_gpus and not backend_gpus:
+        install = ('pip install -e ".[gpu]" in a fresh virtual environment (TensorFlow\'s CUDA wheels)'
+                   if backend == "tensorflow" else 'pip install "jax[cuda12]"')
+        warnings.append(f"warning: the system has {len(system_gpus)} NVIDIA GPU(s) ({', '.join(system_gpus)}) "
+                        f"but {backend} sees none, so training runs on the CPU: {install}")
+    if len(wheels) > 1:
+        warnings.append(f"warning: {' and '.join(wheels)} are installed side by side and overwrite each other's "
+                        'files: make a fresh virtual environment with one of pip install -e ".[dev]" (CPU) or '
+                        '".[gpu]"')
+    return warnings
+
+
+def bfloat16_cost_warning(name, devices=None, flags=None):
+    """A warning line when `train.precision` asks for mixed_bfloat16 on CPUs without bfloat16 arithmetic, else None.
+
+    Args as for `resolve_precision`; a machine with any GPU gets no warning.
+    """
+    if name != "mixed_bfloat16":
+        return None
+    devices = keras.distribution.list_devices() if devices is None else devices
+    flags = cpu_flags() if flags is None else flags
+    if not _cpu_only(devices) or flags & set(BF16_CPU_FLAGS):
+        return None
+    return ("warning: train.precision: mixed_bfloat16 on a CPU without bfloat16 arithmetic (no "
+            f"{' or '.join(BF16_CPU_FLAGS)} flag) trains about 10x slower than float32; set train.precision: auto "
+            "(float32 here) unless the bfloat16 numerics are the point")
+
+
 def resolve_precision(name, devices=None, flags=None, gpus=None):
     """The dtype policy for `train.precision` (see the module docstring for `auto`); other names pass through.
 
@@ -90,7 +181,7 @@ def resolve_precision(name, devices=None, flags=None, gpus=None):
         return name
     devices = keras.distribution.list_devices() if devices is None else devices
     flags = cpu_flags() if flags is None else flags
-    if all(device.lower().startswith("cpu") for device in devices) and not gpus:
+    if _cpu_only(devices) and not gpus:
         return "mixed_bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
     gpus = gpu_details() if gpus is None else gpus
     capabilities = [gpu.get("compute_capability") for gpu in gpus]
