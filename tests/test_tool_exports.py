@@ -291,6 +291,19 @@ def test_name_lists_as_labelme_and_numbered(tmp_path, text, names, void):
     assert label.names == names and label.void == void
 
 
+@pytest.mark.parametrize("name, text", [
+    ("labelmap.txt", "# label:color_rgb:parts:actions\r\nbackground:0,0,0::\r\nroad : 250, 50, 83 : :\r\n"),
+    ("_classes.csv", "Pixel Value, Class\r\n0, background\r\n1, road\r\n"),
+    ("label_classes.json", '[{"png_index": 1, "class_name": "road", "color": "#fa3253"}]'),
+])
+def test_label_files_saved_on_windows_with_a_byte_order_mark(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_bytes("\ufeff".encode() + text.encode())
+    label = read_label_file(path)
+    assert label.names == ["background", "road"]
+    assert label.colours is None or label.colours[1].tolist() == [250, 50, 83]
+
+
 def test_label_files_that_repeat_a_value_are_refused(tmp_path):
     path = tmp_path / "_classes.csv"
     path.write_text("Pixel Value, Class\n0, background\n0, leaf\n")

@@ -84,7 +84,7 @@ def _clean_name(name):
 
 
 def _text_lines(path):
-    return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines()]
 
 
 def read_cvat_labelmap(path):
@@ -156,7 +156,7 @@ def read_name_list(path, tool="class list"):
 def read_hasty_classes(path):
     """Hasty / CloudFactory `label_classes.json`."""
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as err:
         raise LabelFileError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("png_index"), int)
@@ -178,7 +178,7 @@ def _read_csv(path):
     try:
         with open(path, encoding="utf-8", errors="replace") as file:
             separator = "\t" if "\t" in file.readline() else ","
-        table = pd.read_csv(path, sep=separator, skipinitialspace=True)
+        table = pd.read_csv(path, sep=separator, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise LabelFileError(f"{path}: not a readable CSV ({err})") from None
     table.columns = [str(c).strip().lower() for c in table.columns]
