@@ -4,6 +4,12 @@
 (single-channel masks) or colours (RGB masks); `detect_encoding` turns the survey, the config and a layout's
 facts into a `MaskEncoding` whose `reason` says why. Ambiguous data stops with one line naming a file and the
 flag that settles it (`--mask index|binary|rgb`, `--set data.palette=...`, `--set data.void=255`).
+
+A layout's facts fix or frame the class count: names from a label file (`class_source`: CVAT's labelmap.txt, ...)
+fix it, and values or colours beyond them are one error; a benchmark's list (`standard`: PASCAL VOC's 21, ADE20K's
+150) only names the classes the masks use and is said in the reason. Without either the count is what the masks use,
+and a top value in a handful of pixels of one or two masks (a stray value) stops rather than adding empty classes.
+JPEG masks of a few grey levels are snapped to them (`MaskEncoding.levels`).
 """
 import concurrent.futures
 import dataclasses
@@ -220,15 +226,13 @@ def _check_classes(survey, encoding, class_source):
         raise ReadError(f"{survey.value_file[beyond[0]]}: mask values {_values_text(beyond)} are not among the "
                         f"{class_source}, classes 0..{encoding.num_classes - 1}"
                         + (f" and void {encoding.void}" if encoding.void is not None else "")
-                        + "; add them to that file, or set --set data.void=V where V marks pixels to ignore")
+                        + "; add them to that file, or give --set data.void=V where V marks pixels to ignore")
 
 
 def _unused_text(survey, encoding):
-    """"; none in the masks: cat, dog" for the classes a label file lists that no surveyed mask holds."""
+    """"; 2 of them in no mask: cat, dog" for the classes a label file lists that no surveyed mask holds."""
     if encoding.kind == "rgb":
-        table = encoding.palette
-        rgb = table[["r", "g", "b"]].to_numpy().astype(np.int64)
-        index_of = dict(zip(((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).tolist(), table["index"].tolist()))
+        index_of = dict(zip(_palette_codes(encoding.palette), encoding.palette["index"].tolist()))
         grey = {} if survey.palettes else {(int(v) << 16) | (int(v) << 8) | int(v): 0 for v in survey.values}
         used = {index_of.get(code) for code in {**grey, **survey.colours}}
     elif encoding.kind == "index" and not encoding.levels:
@@ -313,10 +317,15 @@ def _rgb_encoding(survey, palette, source, void, num_classes, common):
                         colours=voc[:count].copy(), **common)
 
 
+def _palette_codes(palette):
+    """The 0xRRGGBB code of each palette row."""
+    rgb = palette[["r", "g", "b"]].to_numpy().astype(np.int64)
+    return ((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).tolist()
+
+
 def _check_colours(survey, colours, palette, source):
     """Refuse colours that no palette row has, once, naming a mask that holds them."""
-    rgb = palette[["r", "g", "b"]].to_numpy().astype(np.int64)
-    known = set(((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]).tolist())
+    known = set(_palette_codes(palette))
     unknown = sorted(code for code in colours if code not in known)
     if not unknown:
         return
@@ -402,8 +411,9 @@ def _grey_levels(survey):
     near = sum(int(histogram[max(0, level - radius): level + radius + 1].sum()) for level in levels)
     if near < LEVEL_SHARE * total:
         return None
-    return tuple(levels), (f"JPEG masks of {len(levels)} grey levels {', '.join(map(str, levels))} ({100 * near / total:.1f}% "
-                           f"of pixels within {radius} of one; compression noise snapped to the nearest level): "
+    share = 100 * near / total
+    return tuple(levels), (f"JPEG masks of {len(levels)} grey levels {', '.join(map(str, levels))} ({share:.1f}% of "
+                           f"pixels within {radius} of one; compression noise snapped to the nearest level): "
                            f"classes 0..{len(levels) - 1} in level order")
 
 

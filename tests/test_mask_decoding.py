@@ -266,7 +266,8 @@ def test_jpeg_masks_of_a_few_grey_levels_snap_to_them(tmp_path, levels):
     encoding = _encoding(root)
     assert (encoding.kind, encoding.num_classes) == ("index", len(levels))
     assert np.abs(np.subtract(encoding.levels, levels)).max() <= 4
-    assert encoding.reason.startswith(f"JPEG masks of {len(levels)} grey levels {', '.join(map(str, encoding.levels))} (")
+    shown = ", ".join(map(str, encoding.levels))
+    assert encoding.reason.startswith(f"JPEG masks of {len(levels)} grey levels {shown} (")
     assert "compression noise snapped to the nearest level" in encoding.reason
     assert (encoding.read(root / "masks" / "s0.jpg") == truths[0]).mean() > 0.99
     assert (_pipeline_masks(root, encoding)[1] == truths[1]).mean() > 0.99

@@ -359,8 +359,8 @@ def test_predict_never_writes_into_the_masks_of_its_inputs(tiny_run, tmp_path, c
     assert predict_main(["--run", str(run), str(gt), "--out", str(other)]) == 2  # another dataset, or its folders
     assert predict_main(["--run", str(run), str(gt), "--out", str(other / "masks")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"error: {other}: the output folder is a dataset ({other}: layout paired, images and masks folders); "
-                   "outputs never go into a dataset, --overwrite included: choose another --out",
+    assert err == [f"error: {other}: the output folder is a dataset ({other}: layout paired, images and masks "
+                   "folders); outputs never go into a dataset, --overwrite included: choose another --out",
                    f"error: {other / 'masks'}: the output folder is the masks/ folder of a dataset ({other}: layout "
                    "paired, images and masks folders); outputs never go into a dataset, --overwrite included: choose "
                    "another --out"]
