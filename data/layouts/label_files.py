@@ -26,7 +26,8 @@ import pandas as pd
 from data.colormaps import voc_colormap
 from data.masks import IGNORE_INDEX
 
-IGNORE_NAMES = ("__ignore__", "_ignore_", "ignore", "void", "unlabeled", "unlabelled")
+IGNORE_NAMES = ("__ignore__", "_ignore_")
+"""Names of void in labelme's class lists (-1 in its label arrays, 255 in its PNGs)."""
 BACKGROUND_NAMES = ("_background_", "__background__", "background")
 
 
@@ -63,7 +64,7 @@ class LabelFile:
                              "g": colours[:, 1], "b": colours[:, 2]})
 
 
-def _by_value(values_names, path, void=None):
+def _by_value(values_names, path):
     """Names in value order from (value, name) pairs; gaps get `class_<i>`, a missing 0 is "background"."""
     table = {}
     for value, name in values_names:
@@ -141,12 +142,12 @@ def read_name_list(path, tool="class list"):
     else:
         pairs, value = [], 0
         for line in lines:
-            if line.lower() in IGNORE_NAMES[:2]:
+            if line.lower() in IGNORE_NAMES:
                 void = IGNORE_INDEX
                 continue
             pairs.append((value, line))
             value += 1
-    ignored = [v for v, n in pairs if n.lower() in IGNORE_NAMES[:2]]
+    ignored = [v for v, n in pairs if n.lower() in IGNORE_NAMES]
     if ignored:
         void = ignored[0]
     pairs = [(v, n) for v, n in pairs if v not in ignored]
