@@ -12,7 +12,7 @@ Labelling loop (multi-class runs; docs/labelling.md): --as cvat|labelme|coco wri
 to correct in a labelling tool instead of the index masks: cvat: CVAT "Segmentation mask 1.1" (labelmap.txt,
 ImageSets/Segmentation/default.txt, SegmentationClass/<stem>.png in the run's colours); labelme: DIR/<stem>.json,
 one polygon per connected region and class, simplified to --polygon-tolerance pixels, holes as later background
-polygons; coco: DIR/annotations.json, one annotation per region and class as RLE (exact) or, with
+polygons, and DIR/labels.txt; coco: DIR/annotations.json, one annotation per region and class as RLE (exact) or, with
 --coco-polygons, polygons. --rank scores every image by the model's uncertainty (entropy and flip disagreement,
 per class) and writes DIR/ranking.csv (all images, most useful to label first) and DIR/ranking.html (the top
 --rank-top with overlays, thumbnails in DIR/ranking/). --min-region N gives regions under N pixels the class

@@ -152,11 +152,16 @@ def test_labelme_reads_back_within_the_tolerance(images, tmp_path, tolerance):
     holes = [shape for shape in record["shapes"] if shape["description"] == "hole"]
     assert len(holes) == tally.holes == 3 and {shape["label"] for shape in holes} == {"background"}
     assert json.loads((out / "leer.json").read_text())["shapes"] == []
+    assert (out / "labels.txt").read_text(encoding="utf-8").splitlines() == NAMES
     masks = imported("labelme", out, tmp_path / "back")
     for path, labels in images.items():
         if tolerance == 0:
             np.testing.assert_array_equal(masks[path.stem], labels)
         assert near_boundaries(labels, masks[path.stem], tolerance)
+    for path in images:  # as docs/labelling.md says: the images beside the JSON files, then `--data`
+        shutil.copy(path, out)
+    found = check_dataset(load_config(None, [{"data": {"path": str(out), "import_dir": str(tmp_path / "cache")}}]))
+    assert found.problems == [] and found.encoding.class_names == tuple(NAMES)
 
 
 def test_polygons_paint_enclosing_regions_first_and_count_specks():

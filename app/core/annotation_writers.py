@@ -190,20 +190,23 @@ class CvatWriter:
 
 
 class LabelmeWriter:
-    """One LabelMe JSON per image, `<stem>.json`, with `imagePath` relative to it and no embedded image data.
+    """One LabelMe JSON per image, `<stem>.json`, with `imagePath` relative to it and no embedded image data, and
+    `labels.txt`, the class names in index order (as `labelme --labels` takes it and the LabelMe layout reads it).
 
-    Open them with `labelme IMAGES --output OUT` (or copy them beside the images).
+    Class 0 is LabelMe's unlabelled `background`: its regions get no polygon, its holes are `background` polygons.
+    Open them with `labelme IMAGES --output OUT --labels OUT/labels.txt`.
     """
 
     name = "labelme"
 
     def __init__(self, out, class_names, colours=None, tolerance=1.0, **_):
         check_class_names(class_names, self.name)
-        self.out, self.class_names, self.tolerance = pathlib.Path(out), list(class_names), tolerance
+        self.out, self.class_names, self.tolerance = pathlib.Path(out), ["background", *class_names[1:]], tolerance
+        check_class_names(self.class_names, self.name)
         self.tally = Tally()
 
     def targets(self, stems):
-        return [self.out / f"{stem}.json" for stem in stems]
+        return [self.out / "labels.txt", *(self.out / f"{stem}.json" for stem in stems)]
 
     def add(self, image_path, labels):
         found, specks = polygons(labels, self.tolerance)
@@ -222,6 +225,7 @@ class LabelmeWriter:
         self.tally.specks += specks
 
     def close(self):
+        write_text(output_dir(self.out) / "labels.txt", "".join(f"{name}\n" for name in self.class_names))
         return self.tally
 
 
