@@ -230,9 +230,10 @@ class LabelmeWriter:
 
 
 class CocoWriter:
-    """One COCO JSON, `annotations.json`: every class a category (id = class index + 1, class 0 too, so that
-    polygon holes can be background shapes), one annotation per connected region and class (not class 0), as
-    compressed RLE (exact) or polygons (`segmentation="polygon"`, within the tolerance)."""
+    """One COCO JSON, `annotations.json`: every class a category (id = class index + 1; class 0 too, named
+    `background` as COCO readers number it first, so that polygon holes can be background shapes), one annotation
+    per connected region and class (not class 0), as compressed RLE (exact) or polygons (`segmentation="polygon"`,
+    within the tolerance)."""
 
     name = "coco"
 
@@ -240,7 +241,8 @@ class CocoWriter:
         check_class_names(class_names, self.name)
         if segmentation not in COCO_SEGMENTATIONS:
             raise ValueError(f"COCO segmentation must be one of {', '.join(COCO_SEGMENTATIONS)}, got {segmentation!r}")
-        self.out, self.class_names, self.tolerance = pathlib.Path(out), list(class_names), tolerance
+        self.out, self.class_names, self.tolerance = pathlib.Path(out), ["background", *class_names[1:]], tolerance
+        check_class_names(self.class_names, self.name)
         self.segmentation, self.images, self.annotations, self.tally = segmentation, [], [], Tally()
 
     def targets(self, stems):
