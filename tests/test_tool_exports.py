@@ -119,6 +119,20 @@ def test_cvat_ids_of_images_uploaded_in_folders(tmp_path):
     assert "(train 2, val 2; 1 listed ids without masks left out)" in line
 
 
+def test_a_cvat_export_without_images_says_where_they_go(tmp_path):
+    root = write_cvat(tmp_path / "cvat", count=2)
+    shutil.rmtree(root / "JPEGImages")
+    with pytest.raises(DatasetError) as err:
+        load_dataset(root)
+    assert err.value.problems == [f"{root}: masks (SegmentationClass/) but no JPEGImages/ folder: an export without "
+                                  "its images (CVAT: tick 'Save images' when exporting); put the images in "
+                                  "JPEGImages/, named as the masks"]
+    for mask in (root / "SegmentationClass").iterdir():
+        photo(root / "images" / f"{mask.stem}.jpg")
+    found, line = check(root)  # images/ beside SegmentationClass/: the paired layout, classes still from labelmap.txt
+    assert line.startswith("detected: layout paired (images/ + SegmentationClass/)") and "labelmap.txt (CVAT)" in line
+
+
 def test_a_broken_labelmap_is_one_line_naming_it(tmp_path):
     root = write_cvat(tmp_path / "cvat", labelmap="# label:color_rgb:parts:actions\nroad:250,50::\n")
     with pytest.raises(DatasetError) as err:

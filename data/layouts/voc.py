@@ -5,6 +5,7 @@ import pathlib
 from data.colormaps import voc_colormap  # noqa: F401 (re-exported)
 from data.layouts.base import (IMAGE_EXTENSIONS, SPLIT_ALIASES, DatasetSource, child_dir, image_files, is_hidden,
                                make_frame, pair_folders)
+from data.layouts.paired import IMAGE_DIR_NAMES
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -40,6 +41,8 @@ def detect(root):
     if not root.is_dir():
         return None
     found = voc_root(root)
+    if found is None and _annotations_only(root):
+        return f"{mask_folder(root).name}/ + {LIST_DIR.as_posix()}/ without JPEGImages/"
     if found is None:
         return None
     prefix = "" if found == root else f"{found.relative_to(root)}/"
@@ -68,9 +71,21 @@ def read_ids(path):
     return list(dict.fromkeys(ids))
 
 
+def _annotations_only(folder):
+    """True for a VOC-style export without its images (CVAT "Segmentation mask 1.1" exported without "Save
+    images"): a mask folder and ImageSets/Segmentation/ or labelmap.txt, but no JPEGImages/ (nor images/, ...)."""
+    return (mask_folder(folder) is not None and child_dir(folder, IMAGE_DIR_NAMES) is None
+            and ((folder / LIST_DIR).is_dir() or (folder / "labelmap.txt").is_file()))
+
+
 def load(root, options, problems):
     base = voc_root(root) or root
     image_dir = base / "JPEGImages"
+    if not image_dir.is_dir():
+        problems.append(f"{base}: masks ({mask_folder(base).name}/) but no JPEGImages/ folder: an export without "
+                        f"its images (CVAT: tick 'Save images' when exporting); put the images in JPEGImages/, named "
+                        f"as the masks")
+        return None
     mask_dir = base / options.masks_dir if options.masks_dir else mask_folder(base)
     if mask_dir is None or not mask_dir.is_dir():
         problems.append(f"{mask_dir or base}: no mask folder; VOC masks go in SegmentationClass/ "
