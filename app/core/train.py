@@ -23,7 +23,8 @@ from app.core.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, L
                                 StopOnNonFiniteLoss, StopOnSignal, TimeLedger, atomic_path)
 from app.core.config import ConfigError, dump_config, model_options
 from app.core.distribute import distribute_dataset, replicas
-from app.core.precision import cpu_flags, resolve_precision  # noqa: F401  (cpu_flags: re-exported)
+from app.core.precision import (  # noqa: F401  (cpu_flags: re-exported)
+    bfloat16_cost_warning, cpu_flags, resolve_precision)
 from app.core.evaluate import confusion_matrix_on, scores_table
 from app.core.plots import plot_curves
 from data import normalization
@@ -235,8 +236,9 @@ def build_model(config, num_classes):
     """
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(resolve_precision(config["train"]["precision"]))
+    channels = config["data"]["channels"]  # auto is resolved from the files by `train`; without data: RGB
     try:
-        return get_model(config["model"]["name"], input_shape=(None, None, config["data"]["channels"]),
+        return get_model(config["model"]["name"], input_shape=(None, None, 3 if channels == "auto" else channels),
                          num_classes=num_classes, **model_options(config))
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
@@ -449,6 +451,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
     log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
+    if warning := bfloat16_cost_warning(config["train"]["precision"]):
+        log(warning)
     if getattr(model, "encoder_report", None):
         log(model.encoder_report)
     train = config["train"]
