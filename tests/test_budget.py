@@ -155,16 +155,16 @@ def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
         fit_to_budget(config, None, types.SimpleNamespace(mode="multiworker"), None, time.monotonic())
 
 
-def test_a_slower_pace_than_the_warm_up_shortens_the_run_and_its_schedule(tmp_path):
-    """The warm-up promised 1 s epochs; they take ~0.4 s more (a sleep): the guard ends the run early, with the
-    cosine schedule refitted so that the last epoch still ends at the learning-rate floor, within the budget."""
-    import keras
-    import numpy as np
+PEAK = 0.01
 
+
+def guarded_fit(run_dir, planned, seconds, sleep_s, max_epochs=0):
+    """Fit a tiny model for `planned` epochs (up to `max_epochs`) under a BudgetGuard of `seconds`, each epoch
+    end taking `sleep_s` more than the zero-cost estimate; returns (budget, learning rate per epoch, log lines)."""
     from app.core.budget import Budget, BudgetGuard, _adjustable_schedule
 
-    rows, batch, planned, peak = 8, 4, 12, 0.01
-    optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(peak, planned * rows // batch,
+    rows, batch = 8, 4
+    optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(PEAK, planned * rows // batch,
                                                                             alpha=0.01))
     length = _adjustable_schedule(optimizer)
     if length is None:
@@ -173,21 +173,29 @@ def test_a_slower_pace_than_the_warm_up_shortens_the_run_and_its_schedule(tmp_pa
     model.compile(optimizer, "mse")
     estimate = Estimate(step_s=0.0, val_s=0.0, save_s=0.0, start_s=0.0, first_epoch_extra_s=0.0, final_s=0.0,
                         steps_per_epoch=rows // batch)
-    seconds = 4.0
-    budget = Budget(seconds, time.monotonic(), estimate=estimate, epochs=planned, length=length, train_rows=rows)
+    budget = Budget(seconds, time.monotonic(), estimate=estimate, length=length, train_rows=rows)
+    budget.set_epochs(planned)
+    budget.max_epochs = max_epochs
     train_config = {"epochs": planned, "batch_size": batch, "warmup_epochs": 0}
     lines, rates = [], []
-    slow = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(0.4))
-    record = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda *_: rates.append(float(optimizer.learning_rate)))
+    pace = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(sleep_s))
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: rates.append(float(optimizer.learning_rate)))
     x, y = np.ones((rows, 2), "float32"), np.ones((rows, 1), "float32")
-    model.fit(x, y, batch_size=batch, epochs=planned, verbose=0,
-              callbacks=[slow, BudgetGuard(budget, tmp_path, train_config, lines.append), record])
+    model.fit(x, y, batch_size=batch, epochs=max(planned, max_epochs), verbose=0,
+              callbacks=[pace, BudgetGuard(budget, run_dir, train_config, lines.append), record])
+    return budget, rates, lines
+
+
+def test_a_slower_pace_than_the_warm_up_shortens_the_run_and_its_schedule(tmp_path):
+    """The warm-up promised free epochs; they take ~0.4 s (a sleep): the guard ends the run early, with the
+    cosine schedule refitted so that the last epoch still ends at the learning-rate floor, within the budget."""
+    planned, seconds = 12, 4.0
+    budget, rates, lines = guarded_fit(tmp_path, planned, seconds, 0.4)
     assert 2 <= len(rates) == budget.epochs < planned
     assert budget.elapsed() <= seconds
-    assert rates[-1] == pytest.approx(0.01 * peak, rel=1e-4)  # the floor, at the new last epoch
+    assert rates[-1] == pytest.approx(0.01 * PEAK, rel=1e-4)  # the floor, at the new last epoch
     assert json.loads((tmp_path / "budget.json").read_text())["epochs"] == budget.epochs
-    assert any(f"ends after epoch {budget.epochs} instead of {planned}" in line for line in lines), lines
+    assert any(f"ends after epoch {budget.epochs} instead of" in line for line in lines), lines
 
 
 def test_validated_epochs_include_the_first_and_the_last():
@@ -221,31 +229,10 @@ def test_validation_takes_at_most_its_share_of_the_budget(val_s, val_images, sec
 def test_the_guard_lengthens_a_run_that_goes_faster_than_the_warm_up(tmp_path):
     """The warm-up's epochs paid for tracing; the real ones are fast: the run and its schedule are lengthened
     (up to max_epochs) and still end at the learning-rate floor within the budget."""
-    from app.core.budget import Budget, BudgetGuard, _adjustable_schedule
-
-    rows, batch, planned, peak = 8, 4, 3, 0.01
-    optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(peak, planned * rows // batch,
-                                                                            alpha=0.01))
-    length = _adjustable_schedule(optimizer)
-    if length is None:
-        pytest.skip("the schedule is adjustable on the TensorFlow backend only")
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(optimizer, "mse")
-    estimate = Estimate(step_s=0.5, val_s=0.0, save_s=0.0, start_s=0.0, first_epoch_extra_s=0.0, final_s=0.0,
-                        steps_per_epoch=rows // batch)
-    seconds = 3.0
-    budget = Budget(seconds, time.monotonic(), estimate=estimate, length=length, train_rows=rows)
-    budget.set_epochs(planned)
-    budget.max_epochs = 2 * planned + 1
-    train_config = {"epochs": planned, "batch_size": batch, "warmup_epochs": 0}
-    lines, rates = [], []
-    pace = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(0.1))
-    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: rates.append(float(optimizer.learning_rate)))
-    x, y = np.ones((rows, 2), "float32"), np.ones((rows, 1), "float32")
-    model.fit(x, y, batch_size=batch, epochs=budget.max_epochs, verbose=0,
-              callbacks=[pace, BudgetGuard(budget, tmp_path, train_config, lines.append), record])
+    planned, seconds = 3, 3.0
+    budget, rates, lines = guarded_fit(tmp_path, planned, seconds, 0.1, max_epochs=2 * planned + 1)
     assert planned < len(rates) == budget.epochs <= budget.max_epochs, lines
-    assert rates[-1] == pytest.approx(0.01 * peak, rel=1e-4)
+    assert rates[-1] == pytest.approx(0.01 * PEAK, rel=1e-4)
     assert budget.elapsed() <= seconds
     assert any("faster than the warm-up" in line for line in lines)
 
