@@ -118,7 +118,8 @@ def summary_of(run_dir):
         return "resize 256x256, whole images, unet d4 f32, batch 8, dice_ce, flips hv (plain script)"
     planned = config["train"]["epochs"]
     ran = len(pd.read_csv(run_dir / "history.csv"))
-    epochs = f"{ran} epochs" if ran == planned else f"{ran} of {planned} epochs"
+    epochs = f"{ran} epochs" + ("" if ran == planned else f" ({planned} planned; the budget guard "
+                                                      f"{'shortened' if ran < planned else 'lengthened'} the run)")
     return f"{describe(config)}, {epochs}"
 
 
