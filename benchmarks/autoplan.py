@@ -42,6 +42,7 @@ GENERATED = {"frames": DatasetShape(sizes=((264, 310),), count=200, objects="fra
              "multiband": DatasetShape(sizes=((192, 256),), count=120, channels=8, bits=16, classes=5,
                                        objects="small")}
 """Datasets written by `data.synthetic.write_dataset` (seed 0) when first benchmarked."""
+ARMS = ("auto", "plain", "hand")
 TRAINING_CHOICES = ("image_size", "resize", "cache", "one_hot")
 """Keys of a recipe's data section that the auto arm leaves to the plan."""
 
@@ -51,6 +52,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-budget", required=True, help="budget of each arm (90s, 20m, 1h)")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS),
+                        help="arms to train (default: all; hand only where a recipe exists)")
     parser.add_argument("--runs-dir", default="runs/autoplan")
     parser.add_argument("--out", default=str(RESULTS / "autoplan"), help="JSON/CSV path without suffix")
     return parser.parse_args(argv)
@@ -123,18 +126,18 @@ def summary_of(run_dir):
     return f"{describe(config)}, {epochs}"
 
 
-def benchmark(name, budget, runs_dir, log=print):
+def benchmark(name, budget, runs_dir, arms=ARMS, log=print):
     recipe = recipe_config(name) if name not in GENERATED else {}
     folder = pathlib.Path(runs_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     auto_config = folder / "auto-data.yaml"
     auto_config.write_text(yaml.safe_dump(data_only_config(recipe, name, dataset_path(name, runs_dir)),
                                           sort_keys=False))
-    arms = [("auto", ["--config", str(auto_config), "--plan"]), ("plain", ["--config", str(auto_config)])]
+    commands = [("auto", ["--config", str(auto_config), "--plan"]), ("plain", ["--config", str(auto_config)])]
     if recipe or name == "nuclei":
-        arms.append(("hand", ["--config", str(REPO / "configs" / f"{name}.yaml")]))
+        commands.append(("hand", ["--config", str(REPO / "configs" / f"{name}.yaml")]))
     row = {"dataset": name, "budget": budget}
-    for arm, argv in arms:
+    for arm, argv in [(arm, argv) for arm, argv in commands if arm in arms]:
         log(f"{name}: training the {arm} arm ({budget})")
         run, seconds = train_arm(arm, argv + ["--time-budget", budget], folder / arm, folder / f"{arm}.log")
         row.update({f"{arm}_{key}": value for key, value in scores(run).items()})
@@ -160,7 +163,7 @@ def main(argv=None):
         if name not in GENERATED and not DATASETS[name].is_dir():
             print(f"{name}: {DATASETS[name]} is absent, skipped")
             continue
-        rows.append(benchmark(name, args.time_budget, args.runs_dir))
+        rows.append(benchmark(name, args.time_budget, args.runs_dir, args.arms))
         write_runs(args.out, rows)  # a dataset's row is kept even if a later one fails
     if not rows:
         raise SystemExit("no dataset found")
