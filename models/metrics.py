@@ -5,6 +5,7 @@ share one implementation. Each metric object returns one scalar, because Keras 3
 under its own name only (`iou_road`, `val_iou_road`); `segmentation_metrics` builds the usual set.
 """
 import re
+import weakref
 
 import keras
 import numpy as np
@@ -81,6 +82,9 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     Args:
         num_classes: int. C (2 for a single-channel binary output).
+        source: ConfusionMatrixMetric or None. A metric of the same model and batches whose confusion matrix this
+            one reads instead of accumulating its own (`segmentation_metrics` shares one matrix among all its
+            scores: the matrix costs pixels x C^2 per batch). Not serialized: a reloaded metric keeps its own.
         ignore_class: int or None. Label value of void pixels. Defaults to `None`.
         score: str. One of `SCORES`, see `confusion_scores`. Defaults to `"miou"`.
         class_id: int or None. The class of the per-class scores "iou" and "dice". Defaults to `None`.
@@ -97,7 +101,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     """
 
     def __init__(self, num_classes, ignore_class=None, score="miou", class_id=None, from_logits=True, name=None,
-                 dtype=None):
+                 dtype=None, source=None):
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if (score in ("iou", "dice")) != (class_id is not None):
@@ -112,10 +116,18 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.class_id = class_id
         self.from_logits = from_logits
         self._direction = "up"
-        self.confusion_matrix = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
-                                                  dtype=self.dtype, aggregation="sum", name="confusion_matrix")
+        self._source_ref = None if source is None else weakref.ref(source)  # not tracked: no second owner
+        if source is None:
+            self.confusion_matrix = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
+                                                      dtype=self.dtype, aggregation="sum", name="confusion_matrix")
+
+    def reset_state(self):
+        if self._source_ref is None:
+            super().reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if self._source_ref is not None:  # the source metric, updated with the same batch, holds the matrix
+            return
         y_pred = ops.convert_to_tensor(y_pred)
         y_true = ops.convert_to_tensor(y_true)
         channels = y_pred.shape[-1]
@@ -141,7 +153,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.confusion_matrix.assign_add(ops.matmul(ops.transpose(true_1h), pred_1h))
 
     def result(self):
-        value = confusion_scores_ops(self.confusion_matrix)[self.score]
+        matrix = self.confusion_matrix if self._source_ref is None else self._source_ref().confusion_matrix
+        value = confusion_scores_ops(matrix)[self.score]
         return value if self.class_id is None else value[self.class_id]
 
     def get_config(self):
@@ -155,14 +168,16 @@ def metric_name(class_name):
 
 
 def segmentation_metrics(num_classes, class_names=None, ignore_class=None):
-    """[miou, pixel_accuracy, mean_dice, iou_<class name> for each class] for `compile(metrics=...)`.
+    """[miou, pixel_accuracy, mean_dice, iou_<class name> for each class] for `compile(metrics=...)`, all
+    reading the confusion matrix that the first one accumulates (Keras updates every metric before it reads any).
 
     Class names default to the class indices ("iou_0", ...) and are made lower-case [a-z0-9_].
     """
     names = [metric_name(n) for n in (range(num_classes) if class_names is None else class_names)]
     if len(names) != num_classes or len(set(names)) != num_classes or not all(names):
         raise ValueError(f"need {num_classes} distinct non-empty class names, got {class_names!r} -> {names}")
-    return [ConfusionMatrixMetric(num_classes, ignore_class, score=score, name=score)
-            for score in ("miou", "pixel_accuracy", "mean_dice")] + [
-        ConfusionMatrixMetric(num_classes, ignore_class, score="iou", class_id=c, name=f"iou_{name}")
+    first = ConfusionMatrixMetric(num_classes, ignore_class, score="miou", name="miou")
+    return [first] + [ConfusionMatrixMetric(num_classes, ignore_class, score=score, name=score, source=first)
+                      for score in ("pixel_accuracy", "mean_dice")] + [
+        ConfusionMatrixMetric(num_classes, ignore_class, score="iou", class_id=c, name=f"iou_{name}", source=first)
         for c, name in enumerate(names)]

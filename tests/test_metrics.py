@@ -201,3 +201,28 @@ def test_fit_logs_named_metrics():
     expected = ref_scores(ref_confusion(labels[6:], logits, 3))
     assert history.history["val_miou"][0] == pytest.approx(expected["miou"], rel=1e-5)
     assert history.history["val_iou_road"][0] == pytest.approx(expected["iou"][1], rel=1e-5)
+
+
+@pytest.mark.multibackend
+def test_the_scores_share_one_confusion_matrix_and_equal_independent_ones():
+    """segmentation_metrics accumulates one matrix (its cost is pixels x C^2 per batch) that every score reads;
+    through fit and evaluate the scores equal those of independent metrics, and a reloaded model's own."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, (6, 16, 16)).astype("int32")
+    y[0, :2] = 255
+    shared = segmentation_metrics(4, ["a", "b", "c", "d"], ignore_class=255)
+    assert sum(len(m.variables) for m in shared) == 1
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, padding="same")])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255),
+                  metrics=shared)
+    model.fit(x, y, batch_size=3, epochs=2, verbose=0)
+    logs = model.evaluate(x, y, batch_size=3, verbose=0, return_dict=True)
+    logits = model.predict(x, verbose=0)
+    for score, class_id, key in [("miou", None, "miou"), ("pixel_accuracy", None, "pixel_accuracy"),
+                                 ("mean_dice", None, "mean_dice"), ("iou", 2, "iou_c")]:
+        alone = ConfusionMatrixMetric(4, 255, score=score, class_id=class_id)
+        alone.update_state(y, logits)
+        assert logs[key] == pytest.approx(float(alone.result()), abs=1e-6)
