@@ -40,6 +40,9 @@ SAFETY = 0.93
 """Fraction of the remaining budget that the estimate may fill (the rest absorbs timing noise)."""
 MAX_WARMUP_SHARE = 0.1
 """Learning-rate warm-up takes at most this share of the epochs a budget allows."""
+MAX_SAVE_SHARE = 0.1
+"""Epochs train long enough that their checkpoint and backup take at most this share of them: on a small
+dataset an epoch is several passes (the training stream repeats), not a save after every step or two."""
 VAL_SHARE = 0.15
 """Share of the budget that validation during training may take; the final evaluation is counted apart."""
 MIN_VAL_IMAGES = 8
@@ -360,9 +363,11 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
     budget.spent["warm-up"] = time.monotonic() - warmup_start
     left = SAFETY * seconds - budget.elapsed()
     val_images = 0 if prepared.val is None else int((prepared.frame["split"] == "val").sum())
-    epochs, steps, budget.validation = fit_validation(estimate, left, val_images)
     whole = estimate.steps_per_epoch
-    config["train"]["steps_per_epoch"] = steps if steps < whole else None
+    longest = max(whole, math.ceil(estimate.save_s / (MAX_SAVE_SHARE * max(estimate.step_s, 1e-6))))
+    epochs, steps, budget.validation = fit_validation(dataclasses.replace(estimate, steps_per_epoch=longest), left,
+                                                      val_images)
+    config["train"]["steps_per_epoch"] = steps if steps != whole else None
     sample = (budget.validation.images or val_images) / max(val_images, 1)
     budget.estimate = dataclasses.replace(estimate, steps_per_epoch=steps,
                                           val_s=estimate.val_s * sample / budget.validation.every)
@@ -375,7 +380,7 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
     budget.set_schedule(config["train"])
     shorter = (f" of {steps} steps (train.steps_per_epoch; a pass is {whole}: each epoch goes on where the last "
-               "one stopped)" if steps < whole else "")
+               "one stopped)" if steps != whole else "")
     log(f"time budget {format_duration(seconds)}: warm-up {budget.spent['warm-up']:.0f} s; a pass takes "
         f"~{estimate.epoch_s:.1f} s ({whole} steps x {estimate.step_s:.2f} s + validation {estimate.val_s:.1f} s + "
         f"saving {estimate.save_s:.1f} s), first-epoch extra {estimate.first_epoch_extra_s:.0f} s, final "
