@@ -69,6 +69,13 @@ def fail_cleanly(main):
             stopped = err if isinstance(err, Stopped) else Stopped(signal.SIGINT)
             print(stopped, file=sys.stderr)
             return stopped.exit_code
+        except ModuleNotFoundError as err:
+            if err.name != "tensorflow" or os.environ.get("SEGKIT_DEBUG"):
+                raise
+            discard_new_folders()
+            print("error: TensorFlow is not installed: install segkit with an extra, pip install -e \".[cpu]\" "
+                  "(or \".[gpu]\" for NVIDIA GPUs)", file=sys.stderr)
+            return 2
         except USER_ERRORS as err:
             discard_new_folders()
             if os.environ.get("SEGKIT_DEBUG"):

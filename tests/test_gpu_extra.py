@@ -87,3 +87,17 @@ def test_the_installed_tensorflow_cpu_wheel_needs_no_cuda_package():
     unconditional = [r for r in unconditional if r.marker is None or r.marker.evaluate({"extra": ""})]
     assert not [r.name for r in unconditional if r.name.startswith("nvidia-")]
     assert unconditional
+
+
+def test_a_missing_tensorflow_is_one_line_naming_the_extras(capsys):
+    """A bare `pip install -e .` on x86_64 brings no TensorFlow: commands say which extra to install."""
+    from app.cli import fail_cleanly
+
+    @fail_cleanly
+    def command(argv=None):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    assert command([]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        'error: TensorFlow is not installed: install segkit with an extra, pip install -e ".[cpu]" '
+        '(or ".[gpu]" for NVIDIA GPUs)']
