@@ -406,8 +406,9 @@ def _ranges(epochs):
 
 class BudgetGuard(keras.callbacks.Callback):
     """Save the elapsed time at each epoch end; where the remaining epochs no longer fit the budget at the pace
-    measured so far (training and validation apart, as not every epoch validates), end the run earlier (with the
-    schedule, where it is adjustable; the new last epoch validates)."""
+    measured so far (from one epoch end to the next, everything between included; validation apart, as not every
+    epoch validates), end the run earlier (with the schedule, where it is adjustable; the new last epoch
+    validates), or later where the epochs go faster than the warm-up said."""
 
     def __init__(self, budget, run_dir, train_config, log=print):
         super().__init__()
@@ -418,9 +419,9 @@ class BudgetGuard(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.budget.save(self.run_dir)
+        self._epoch_start = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.monotonic()
         self._epoch_validation = 0.0
 
     def on_test_begin(self, logs=None):
@@ -438,6 +439,7 @@ class BudgetGuard(keras.callbacks.Callback):
         self.budget.save(self.run_dir)
         if done >= self.budget.epochs:
             self.model.stop_training = True
+        self._epoch_start = time.monotonic()  # an epoch's pace runs from here: its start and the saving before it
 
     def _fits(self, done, most, pace, validation_s, share=1.0):
         """Epochs after `done` (at most `most`) whose training and validation fit `share` of the budget left."""

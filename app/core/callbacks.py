@@ -220,29 +220,31 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class TimeLedger(keras.callbacks.Callback):
-    """Where the seconds of `fit` went: training steps, validation, and the epoch-end work (checkpoints, backups,
-    logs). Put it after the saving callbacks, so that their epoch-end work is counted."""
+    """Where the seconds of `fit` went: validation, the epoch-end work (checkpoints, backups, logs) and training
+    (the rest of `fit`: steps, pipeline, epoch starts). Put it after the saving callbacks, so that their epoch-end
+    work is counted."""
 
     def __init__(self):
         super().__init__()
         self.seconds = {"training": 0.0, "validation": 0.0, "saving": 0.0}
-        self._mark = self._done = 0.0
+        self._start = self._mark = self._done = 0.0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._mark = self._done = time.monotonic()
+    def on_train_begin(self, logs=None):
+        self._start = self._done = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         self._done = time.monotonic()
 
     def on_test_begin(self, logs=None):
-        self.seconds["training"] += time.monotonic() - self._mark
         self._mark = time.monotonic()
 
     def on_test_end(self, logs=None):
         self.seconds["validation"] += time.monotonic() - self._mark
-        self._mark = self._done = time.monotonic()
+        self._done = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._done > self._mark:  # not validated this epoch
-            self.seconds["training"] += self._done - self._mark
         self.seconds["saving"] += time.monotonic() - self._done
+
+    def on_train_end(self, logs=None):
+        self.seconds["training"] = (time.monotonic() - self._start - self.seconds["validation"]
+                                    - self.seconds["saving"])
