@@ -49,8 +49,8 @@ def test_a_generated_dataset_trains_end_to_end(name, tmp_path):
     shape = CASES[name]
     data = write_dataset(tmp_path / name, shape, seed=len(name))
     runs = tmp_path / "runs"
-    planned = command("plan", "--data", data, "--time-budget", f"{BUDGET_S}s")
-    assert "crop" in planned
+    planned = command("plan", "--data", data, "--time-budget", f"{BUDGET_S}s", "--out", tmp_path / "plan.yaml")
+    assert "crop" in planned and (tmp_path / "plan.yaml").is_file()
     output = command("train", "--data", data, "--time-budget", f"{BUDGET_S}s", "--runs-dir", runs,
                      "--set", "train.verbose=epoch")
     assert "ran out of data" not in output
