@@ -287,7 +287,7 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
         model.optimizer.build(model.trainable_variables)
     weights = model.get_weights()
     optimizer_state = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-    train_rows = int((prepared.frame["split"] == "train").sum())
+    train_rows = prepared.images("train")
     steps_per_epoch = pass_steps(train_rows, config["train"]["batch_size"])
     timer = _EpochTimer()
     # the training stream itself (the same dataset object, so training reuses the traced step)
@@ -358,11 +358,11 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
         return budget
     warmup_start = time.monotonic()
     estimate, model, length = time_warmup(config, prepared, setup)  # no reseeding: TF would trace again
-    train_rows = int((prepared.frame["split"] == "train").sum())
+    train_rows = prepared.images("train")
     budget = Budget(seconds, started, estimate=estimate, model=model, length=length, train_rows=train_rows)
     budget.spent["warm-up"] = time.monotonic() - warmup_start
     left = SAFETY * seconds - budget.elapsed()
-    val_images = 0 if prepared.val is None else int((prepared.frame["split"] == "val").sum())
+    val_images = 0 if prepared.val is None else prepared.images("val")
     whole = estimate.steps_per_epoch
     longest = max(whole, math.ceil(estimate.save_s / (MAX_SAVE_SHARE * max(estimate.step_s, 1e-6))))
     epochs, steps, budget.validation = fit_validation(dataclasses.replace(estimate, steps_per_epoch=longest), left,

@@ -66,6 +66,10 @@ class PreparedData:
     evaluation_pipeline: typing.Callable | None = None
     """rows -> the evaluation pipeline (no augmentation, whole images) of those rows of `frame`."""
 
+    def images(self, split):
+        """Images in `split` ("train", "val", ...)."""
+        return int((self.frame["split"] == split).sum())
+
     def evaluation(self):
         """(dataset, split): the validation pipeline, or the training images through the evaluation pipeline
         where there is no validation split (`train` is an endless augmented stream)."""
@@ -279,7 +283,7 @@ def compile_model(model, config, prepared, class_weights=None):
                         **loss_config)
         metrics = segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX)
     train = config["train"]
-    train_rows = int((prepared.frame["split"] == "train").sum())
+    train_rows = int((prepared.frame["split"] == "train").sum())  # also a bare namespace's frame (tests, benchmarks)
     model.compile(optimizer=_optimizer(train, train_rows), loss=loss, metrics=metrics,
                   jit_compile=train["jit_compile"], steps_per_execution=train["steps_per_execution"])
     return model
@@ -474,7 +478,7 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         prepared.val_sample(budget.validation.images, config["seed"]) if budget else prepared.val, setup)
     ledger = TimeLedger()
     callbacks.insert(-1, ledger)  # after the saving callbacks, before StopOnSignal
-    train_rows = int((prepared.frame["split"] == "train").sum())
+    train_rows = prepared.images("train")
     with interrupt.deferred():
         model.fit(distribute_dataset(prepared.train, setup), validation_data=val,
                   epochs=max(train["epochs"], budget.max_epochs if budget else 0),
