@@ -1,4 +1,18 @@
-"""Command-line entry points (`python -m app.<command>`, `segkit <command>`) and the run logic they share."""
+"""segkit's application: each command is a thin CLI at `app/<command>.py` (`python -m app.train`, `segkit train`);
+its logic lives in the stage folders, which notebooks and benchmarks import.
+
+Stage folders, lowest first; a folder may import the folders before it (and `data/`, `models/`), never one
+after it, and no command module (`tests/test_import_graph.py` checks this):
+
+    runtime     output folders and atomic writes, signals, native log filtering, devices and precision
+    config      the typed configuration: every key's type, default, range and meaning; loading and overrides
+    inference   a trained model as a predictor: loading, padding and tiling, LiteRT runner, label-tool writers
+    evaluation  scores, confusion matrices, reports, plots
+    dataset     a configured dataset read as training reads it: scan, prepared pipelines, checks, imports
+    planning    the fingerprint-based plan
+    training    model building, optimizer, the fit loop, time budget, callbacks, distribution, run folders
+    exporting   SavedModel and TFLite exporters with their parity gate
+"""
 import os
 import pathlib
 import sys

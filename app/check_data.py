@@ -32,8 +32,8 @@ def parse_args(argv=None):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.core.config import load_config, parse_override
-    from app.core.check_data import check_dataset, check_report_folder, summary_text, write_check_outputs
+    from app.config.loading import load_config, parse_override
+    from app.dataset.checking import check_dataset, check_report_folder, summary_text, write_check_outputs
 
     overrides = ([{"data": {"path": args.data}}] if args.data is not None else []) + (
         [{"data": {"layout": args.layout}}] if args.layout is not None else []) + (

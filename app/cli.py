@@ -47,15 +47,15 @@ def fail_cleanly(main):
 
     @functools.wraps(main)
     def wrapper(argv=None):
-        from app.core.interrupt import Stopped, stop_on_signals
+        from app.runtime.interrupt import Stopped, stop_on_signals
 
         words = sys.argv[1:] if argv is None else argv
         set_verbosity("--verbose" in words or _USER_VERBOSE)
         if not os.environ["SEGKIT_VERBOSE"]:
-            from app.core.native_logs import quiet_tensorflow_import
+            from app.runtime.native_logs import quiet_tensorflow_import
 
             quiet_tensorflow_import()
-        from app.core.outputs import discard_new_folders, forget_new_folders
+        from app.runtime.outputs import discard_new_folders, forget_new_folders
 
         forget_new_folders()
         try:
@@ -117,7 +117,7 @@ def add_prediction_options(parser):
 
 
 def prediction_options(parser, args):
-    """The checked keyword arguments of `app.core.inference.predict_labels` from parsed prediction options."""
+    """The checked keyword arguments of `app.inference.predictor.predict_labels` from parsed prediction options."""
     if not 0 <= args.overlap < 1:
         parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.tile and min(args.tile) < 1:

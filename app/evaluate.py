@@ -40,7 +40,7 @@ def parse_args(argv=None):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.core.report import write_report
+    from app.evaluation.report import write_report
 
     write_report(args.run, data=args.data, split=args.split, out=args.out, overlays=max(args.overlays, 0),
                  options=args.options, threshold=args.threshold, hd95=args.hd95,

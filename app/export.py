@@ -11,7 +11,7 @@ import sys
 from app.cli import add_verbose_option, fail_cleanly
 
 FORMATS = ("savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8")
-"""Same as app.core.export.FORMATS, repeated so that --help does not import TensorFlow."""
+"""Same as app.exporting.exporters.FORMATS, repeated so that --help does not import TensorFlow."""
 
 
 def parse_args(argv=None):
@@ -42,7 +42,7 @@ def parse_args(argv=None):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.core.export import ParityError, export_run
+    from app.exporting.exporters import ParityError, export_run
 
     tolerances = {fmt: args.tolerance_int8 if fmt == "tflite-int8" else args.tolerance_float for fmt in FORMATS}
     try:

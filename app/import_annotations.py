@@ -29,7 +29,7 @@ def parse_args(argv=None):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.core.import_annotations import import_annotations
+    from app.dataset.importing import import_annotations
 
     classes = [name.strip() for name in args.classes.split(",")] if args.classes else None
     mapping, written = import_annotations(args.format, args.input, args.out, classes=classes,

@@ -32,7 +32,7 @@ def parse_args(argv=None):
 
 
 def overrides_from(args):
-    from app.core.config import parse_override
+    from app.config.loading import parse_override
 
     overrides = []
     for flag in ("data", "layout", "mask", "num_classes", "time_budget"):
@@ -58,8 +58,8 @@ def config_text(config, plan):
 @fail_cleanly
 def main(argv=None):
     args = parse_args(argv)
-    from app.core.outputs import write_text
-    from app.core.plan import planned_config
+    from app.planning.plan import planned_config
+    from app.runtime.outputs import write_text
 
     config, plan, fingerprint, _ = planned_config(args.config, overrides_from(args))
     print(f"fingerprint of {config['data']['path']}:")

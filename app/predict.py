@@ -96,8 +96,8 @@ def image_files(inputs):
 
 def labelling_outputs(args, predictor, out):
     """The --as writer and the --rank collector (None where not asked for)."""
-    from app.core.annotation_writers import annotation_writer
-    from app.core.ranking import Ranking
+    from app.inference.annotation_writers import annotation_writer
+    from app.inference.ranking import Ranking
 
     if predictor.multilabel and (args.annotations or args.rank or args.min_region):
         raise ValueError(f"{predictor.path}: --as, --rank and --min-region take multi-class runs; this one is "
@@ -115,12 +115,12 @@ def main(argv=None):
     import pandas as pd
     from tqdm import tqdm
 
-    from app.core import multilabel
-    from app.core.annotation_writers import merge_small_regions
-    from app.core.inference import load_predictor, predict_labels
-    from app.core.outputs import dataset_folders, prepare_output_folder, write_image, write_text
-    from app.core.palette import colourise, display_image, overlay
-    from app.core.ranking import uncertainty, view_logits
+    from app.inference import multilabel
+    from app.inference.annotation_writers import merge_small_regions
+    from app.inference.palette import colourise, display_image, overlay
+    from app.inference.predictor import load_predictor, predict_labels
+    from app.inference.ranking import uncertainty, view_logits
+    from app.runtime.outputs import dataset_folders, prepare_output_folder, write_image, write_text
 
     files = image_files(args.inputs)
     predictor = load_predictor(args.run, args.model)
@@ -197,7 +197,7 @@ def main(argv=None):
         print(f"error: {line}", file=sys.stderr)
     if failed:
         if not done:
-            from app.core.outputs import discard_new_folders
+            from app.runtime.outputs import discard_new_folders
 
             discard_new_folders()  # a command that wrote nothing leaves no output folder behind
         print(f"{len(failed)} of {len(files)} image(s) skipped (no mask written)", file=sys.stderr)

@@ -77,7 +77,7 @@ def parse_args(argv=None):
 
 
 def overrides_from(args):
-    from app.core.config import parse_override
+    from app.config.loading import parse_override
 
     overrides = []
     for flag, keys in FLAGS.items():
@@ -96,12 +96,12 @@ def overrides_from(args):
 def main(argv=None):
     started = time.monotonic()
     args = parse_args(argv)
-    from app.core.config import load_config
-    from app.core.train import train
+    from app.config.loading import load_config
+    from app.training.loop import train
 
     config_path = args.config or (None if args.data else DEFAULT_CONFIG)
     if args.plan or (args.data and not args.config):
-        from app.core.plan import describe, planned_config
+        from app.planning.plan import describe, planned_config
 
         config, plan, _, scanned = planned_config(config_path, overrides_from(args), runs_dir=args.runs_dir)
         changed = plan.set_elsewhere(config)

@@ -6,7 +6,7 @@ labelling images at random?
 
 Per seed, data/nuclei's 64 images are split (seeded) into 16 validation images and a pool of 48 "unlabelled"
 ones; `--start` pool images are labelled at random. Each round adds `--step` images to each arm: `ranked` takes
-the pool images its last model scores highest (`app.core.ranking`: entropy plus flip disagreement, per class),
+the pool images its last model scores highest (`app.inference.ranking`: entropy plus flip disagreement, per class),
 `random` takes a seeded random draw. Every model trains from scratch with the same FIXED number of steps
 (not a time budget: the numbers do not depend on the machine's load)
 and the same seed: each epoch lists the labelled images repeated up to the same number of rows (by default the
@@ -78,8 +78,8 @@ def write_index(folder, labelled, val, rows):
 
 
 def train_round(args, index, name, seed):
-    from app.core.config import load_config
-    from app.core.train import train
+    from app.config.loading import load_config
+    from app.training.loop import train
 
     config = load_config(REPO / "configs" / "nuclei.yaml", [
         {"name": name, "seed": seed, "data": {"path": str(index), "image_size": list(args.image_size)},
@@ -91,9 +91,9 @@ def train_round(args, index, name, seed):
 
 
 def ranked_next(run_dir, pool, count):
-    """The `count` pool images the run's model is least sure of (`app.core.ranking`)."""
-    from app.core.inference import load_predictor
-    from app.core.ranking import uncertainty, view_logits
+    """The `count` pool images the run's model is least sure of (`app.inference.ranking`)."""
+    from app.inference.predictor import load_predictor
+    from app.inference.ranking import uncertainty, view_logits
 
     predictor = load_predictor(run_dir)
     scores = {path: uncertainty(view_logits(predictor, predictor.read_image(path)))["score"] for path in pool}

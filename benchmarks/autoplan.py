@@ -15,7 +15,7 @@ For each, one at a time (run nothing else beside it: the budget buys epochs by s
   the recipe, its epochs fitted to the same budget; datasets without a recipe have no hand arm;
 - plain: `python -m benchmarks.plain_unet` (a 60-line U-Net script: whole images at 256x256, Dice + CE, AdamW,
   cosine) on the same data-only config and budget.
-Both runs are scored on the validation split at the images' own resolution (`app.core.report.write_report`,
+Both runs are scored on the validation split at the images' own resolution (`app.evaluation.report.write_report`,
 no TTA). The table (dataset, budget, plan summary, scores of both arms, wall time) goes to stdout and
 <out>.json / <out>.csv (default benchmarks/results/autoplan).
 """
@@ -29,7 +29,7 @@ import time
 import pandas as pd
 import yaml
 
-from app.core.plan import describe
+from app.planning.plan import describe
 from benchmarks.tables import write_runs
 from data.synthetic import DatasetShape, write_dataset
 
@@ -102,7 +102,7 @@ def train_arm(arm, argv, runs_dir, log_path):
 def scores(run_dir):
     """Validation scores at native resolution: mIoU, and for two classes the foreground Dice (pooled and mean
     over images)."""
-    from app.core.report import write_report
+    from app.evaluation.report import write_report
 
     _, summary = write_report(run_dir, out=run_dir / "report-val", overlays=0, log=lambda *_: None)
     names = list(summary["per_class"])
@@ -155,7 +155,7 @@ def earlier_rows(out, datasets):
 
 def main(argv=None):
     args = parse_args(argv)
-    from app.core.budget import parse_duration
+    from app.config.durations import parse_duration
 
     parse_duration(args.time_budget, "--time-budget")
     rows = earlier_rows(args.out, args.datasets)

@@ -54,7 +54,7 @@ def parse_args(argv=None):
 
 
 def _xnnpack_ops(path, ops):
-    """Indices of the ops that LiteRT's default XNNPACK delegate takes (as `app.core.export.LiteRTModel` runs).
+    """Indices of the ops that LiteRT's default XNNPACK delegate takes (as `app.inference.litert.LiteRTModel` runs).
 
     Each delegate node replaces a partition of ops; walking back from its outputs to its inputs finds them.
     """
@@ -160,7 +160,7 @@ def benchmark(run_dirs, work_dir, calibration_images, latency_runs):
     import pandas as pd
     import yaml
 
-    from app.core.export import FORMATS, ParityError, export_run
+    from app.exporting.exporters import FORMATS, ParityError, export_run
 
     tables, int8_ops = [], {}
     for run_dir in map(pathlib.Path, run_dirs):

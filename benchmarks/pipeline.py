@@ -18,7 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from app.core.config import DEFAULTS  # noqa: E402
+from app.config.loading import DEFAULTS  # noqa: E402
 from data.discovery import discover  # noqa: E402
 from data.masks import MaskEncoding  # noqa: E402
 from data.pipeline import build_dataset  # noqa: E402

@@ -32,9 +32,10 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from app.core.budget import parse_duration
-    from app.core.config import dump_config, load_config
-    from app.core.train import new_run_dir, scan_dataset
+    from app.config.durations import parse_duration
+    from app.config.loading import dump_config, load_config
+    from app.dataset.scanning import scan_dataset
+    from app.training.runs import new_run_dir
     from data.images import read_image
     from data.masks import IGNORE_INDEX
     from models.losses import get_loss

@@ -74,8 +74,8 @@ def scores(summary, names):
 def recipe_row(run_dir):
     import yaml
 
-    from app.core.inference import load_predictor
-    from app.core.report import write_report
+    from app.evaluation.report import write_report
+    from app.inference.predictor import load_predictor
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     seconds, epochs = fit_time(run_dir)

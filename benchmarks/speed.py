@@ -6,11 +6,11 @@
     python benchmarks/speed.py --quick              # 64x64, tiny widths, short blocks: checks that the script works
 
 Model (issue 10): U-Net, depth 4, 32 base filters, batch norm, 2x2 transposed-convolution upsampling, 256x256x3
-input, 12 classes, batch 4 (7.8 M parameters). Ours is built and compiled by `app.core.train.build_model` and
+input, 12 classes, batch 4 (7.8 M parameters). Ours is built and compiled by `app.training.model.build_model` and
 `compile_model` from the default config of `python -m app.train`, so it trains exactly as the CLI does:
 `train.precision`, `train.jit_compile`, AdamW with warm-up and cosine decay, the dice_ce loss with
 ignore_class=255 and the confusion-matrix metrics; only the architecture options and the batch come from the
-issue. Inference is `predict_on_batch`, as `app.core.inference` does. The peer is the identical architecture in
+issue. Inference is `predict_on_batch`, as `app.inference.predictor` does. The peer is the identical architecture in
 PyTorch eager (AdamW, 0.5 cross-entropy + 0.5 soft Dice, a confusion matrix per step; `inference_mode` for
 inference), in the default NCHW layout (`torch`) and in channels_last (`torch_cl`); it is skipped with a message
 when torch is absent. Parameter counts and FLOPs of both are compared before timing.
@@ -101,7 +101,7 @@ def _synthetic_batch(size, batch, num_classes, channels_first=False):
 
 
 def _keras_config(spec):
-    from app.core.config import load_config
+    from app.config.loading import load_config
     from app.train import DEFAULT_CONFIG
 
     model = {"name": "unet", "depth": spec["depth"], "base_filters": spec["base_filters"] + spec["width_delta"],
@@ -118,7 +118,7 @@ def _keras_config(spec):
 
 
 class KerasArm:
-    """Our U-Net, built and compiled as `app.core.train` does."""
+    """Our U-Net, built and compiled as `app.training.loop` does."""
 
     def __init__(self, spec):
         import types
@@ -135,7 +135,7 @@ class KerasArm:
         import pandas as pd
 
         import models.blocks
-        from app.core import train as trainer
+        from app.training import loop as trainer
         from models.flops import count_flops
         from models.registry import get_model
 

@@ -89,7 +89,7 @@ def model_overrides(args):
 
 
 def config_for(path, args, epochs, budget=None, **updates):
-    from app.core.config import load_config
+    from app.config.loading import load_config
 
     overrides = [{"train": {"verbose": "epoch"}}, *({key: value} for key, value in updates.items())]
     model = model_overrides(args)
@@ -107,7 +107,7 @@ def config_for(path, args, epochs, budget=None, **updates):
 
 
 def run(config, runs_dir, label):
-    from app.core.train import train
+    from app.training.loop import train
 
     start = time.monotonic()
     run_dir = train(config, runs_dir=runs_dir, fresh=True, log=lambda line: print(f"[{label}] {line}", flush=True))

@@ -14,6 +14,9 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+"""File suffixes that dataset layouts list as images."""
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 MAX_CHANNELS = 64
 """More bands than this on the last or first axis is taken as a stack (z or time), which is refused."""

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from data.images import IMAGE_EXTENSIONS
 from data.masks import IGNORE_INDEX, ReadError
 
 MULTILABEL = "multilabel"
@@ -32,8 +33,6 @@ def _image_files(folder, extensions):
 
 def class_folders(mask_dir):
     """Sorted class subfolders of `mask_dir` when it holds no mask files itself but subfolders of them, else []."""
-    from data.discovery import IMAGE_EXTENSIONS
-
     mask_dir = pathlib.Path(mask_dir)
     if not mask_dir.is_dir() or _image_files(mask_dir, IMAGE_EXTENSIONS):
         return []
@@ -47,8 +46,6 @@ def _class_files(folder, image_stems):
     Masks are named like their images, or like them plus one suffix common to the whole folder (IDRiD's
     `IDRiD_01_MA.tif` for `IDRiD_01.jpg`); the pattern (suffix + most common extension) names a missing mask.
     """
-    from data.discovery import IMAGE_EXTENSIONS
-
     masks = _image_files(folder, IMAGE_EXTENSIONS)
     extensions = pd.Series([p.suffix for p in masks.values()]).value_counts()
     extension = extensions.index[0] if len(extensions) else ".png"
@@ -71,8 +68,6 @@ def pair_class_folders(image_dir, mask_dir, problems):
     A class mask without an image is a problem. An image without a mask in a class folder gets the path the
     mask would have: reading it fails unless `data.missing_class_masks: empty` (see `MultilabelEncoding`).
     """
-    from data.discovery import IMAGE_EXTENSIONS
-
     images = _image_files(image_dir, IMAGE_EXTENSIONS)
     if not images:
         problems.append(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")

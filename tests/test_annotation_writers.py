@@ -9,16 +9,21 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from app.core.annotation_writers import (CVAT_HEADER, LABELME_VERSION, annotation_writer, merge_small_regions,
-                                         polygons)
-from app.core.check_data import check_dataset
-from app.core.config import load_config
-from app.core.import_annotations import import_annotations
-from app.core.inference import load_predictor, predict_labels
-from app.core.outputs import output_dir
-from app.core.palette import default_palette
-from app.core.ranking import ranking_table, uncertainty
+from app.config.loading import load_config
+from app.dataset.checking import check_dataset
+from app.dataset.importing import import_annotations
+from app.inference.annotation_writers import (
+    CVAT_HEADER,
+    LABELME_VERSION,
+    annotation_writer,
+    merge_small_regions,
+    polygons,
+)
+from app.inference.palette import default_palette
+from app.inference.predictor import load_predictor, predict_labels
+from app.inference.ranking import ranking_table, uncertainty
 from app.predict import main
+from app.runtime.outputs import output_dir
 from data.masks import read_image
 
 NAMES = ["background", "Zellkern", "Straße", "细胞"]

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from app.core.export import convert_tflite, litert_compatible, tflite_archive
+from app.exporting.exporters import convert_tflite, litert_compatible, tflite_archive
 from benchmarks.export import main, op_report, op_summary
 from models.registry import get_model
 

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
-
-from app.core.budget import (VAL_SHARE, Estimate, Validation, comparable, fit_validation, format_duration,
-                             parse_duration, time_validation)
-from app.core.config import ConfigError
-from app.train import main
 from train_helpers import TINY, only_run_dir
+
+from app.config.durations import format_duration, parse_duration
+from app.config.errors import ConfigError
+from app.train import main
+from app.training.budget import VAL_SHARE, Estimate, Validation, fit_validation, time_validation
+from app.training.runs import comparable
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("1h30m", 5400),
@@ -131,9 +132,9 @@ def test_budgeted_run_ends_within_the_budget_at_the_schedule_floor(tmp_path):
 def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
     import types
 
-    from app.core.budget import fit_to_budget
-    from app.core.config import dump_config, load_config
-    from app.core.train import find_resumable_run
+    from app.config.loading import dump_config, load_config
+    from app.training.budget import fit_to_budget
+    from app.training.runs import find_resumable_run
 
     config = load_config(overrides=[{"train": {"time_budget": "10m"}}])
     saved = load_config(overrides=[{"train": {"time_budget": "10m", "epochs": 17, "warmup_epochs": 0.5,
@@ -161,7 +162,8 @@ PEAK = 0.01
 def guarded_fit(run_dir, planned, seconds, sleep_s, max_epochs=0):
     """Fit a tiny model for `planned` epochs (up to `max_epochs`) under a BudgetGuard of `seconds`, each epoch
     end taking `sleep_s` more than the zero-cost estimate; returns (budget, learning rate per epoch, log lines)."""
-    from app.core.budget import Budget, BudgetGuard, _adjustable_schedule
+    from app.training.budget import Budget, _adjustable_schedule
+    from app.training.budget_guard import BudgetGuard
 
     rows, batch = 8, 4
     optimizer = keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(PEAK, planned * rows // batch,
@@ -238,7 +240,7 @@ def test_the_guard_lengthens_a_run_that_goes_faster_than_the_warm_up(tmp_path):
 
 
 def test_the_time_ledger_splits_training_validation_and_saving():
-    from app.core.callbacks import TimeLedger
+    from app.training.callbacks import TimeLedger
 
     ledger = TimeLedger()
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])

@@ -1,6 +1,7 @@
 import pytest
 
-from app.core.config import DEFAULTS, ConfigError, load_config, parse_override
+from app.config.errors import ConfigError
+from app.config.loading import DEFAULTS, load_config, parse_override
 
 
 def test_file_then_overrides(tmp_path):

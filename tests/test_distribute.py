@@ -15,10 +15,10 @@ import sys
 
 import numpy as np
 import pytest
-
-from app.core.config import ConfigError
-from app.core.distribute import replicas
 from train_helpers import REPLICA_INVARIANT, REPO, history, only_run_dir, run, train_command
+
+from app.config.errors import ConfigError
+from app.training.distribute import replicas
 
 RTOL = 1e-5
 COMPARED = ["loss", "miou", "val_loss", "val_miou", "val_pixel_accuracy"]
@@ -30,9 +30,9 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 MIRRORED_RUN = TWO_CPUS + """
 import json, sys
 import keras, numpy as np, yaml
-from app.core.distribute import distribute_dataset, replicas
+from app.training.distribute import distribute_dataset, replicas
 from app.train import main
-from app.core.train import prepare_data
+from app.dataset.prepared import prepare_data
 from data.masks import IGNORE_INDEX
 from models.losses import get_loss
 from models.metrics import ConfusionMatrixMetric

@@ -10,8 +10,15 @@ import pytest
 
 from models import encoders
 from models.deeplabv3plus import _mobilenetv2_dilation, _resnet50_dilation
-from models.encoders import (APPLICATIONS_URL, ENCODERS, EncoderWeightsError, dilation_changes, encoder_layers,
-                             imagenet_weights_path, load_encoder_from)
+from models.encoders import (
+    APPLICATIONS_URL,
+    ENCODERS,
+    EncoderWeightsError,
+    dilation_changes,
+    encoder_layers,
+    imagenet_weights_path,
+    load_encoder_from,
+)
 from models.finetune import check_finetune_options, finetune_callbacks
 from models.mit import MIT_VARIANTS, build_mit, hub_weight_paths
 from models.registry import get_model, required_divisor
@@ -349,7 +356,7 @@ def test_frozen_encoder_is_unchanged_then_trains(tmp_path):
 
 
 def test_freezing_survives_resume_from_a_backup(tmp_path):
-    from app.core.callbacks import AtomicBackupAndRestore
+    from app.training.callbacks import AtomicBackupAndRestore
 
     model, callbacks = compiled(freeze_encoder_epochs=2)
     fit(model, 1, callbacks + [AtomicBackupAndRestore(tmp_path / "backup")])
@@ -425,7 +432,7 @@ def test_info_describes_an_encoder_model(capsys):
 
 
 def test_config_with_an_encoder_drops_the_plain_unet_defaults():
-    from app.core.config import load_config, model_options, parse_override
+    from app.config.loading import load_config, model_options, parse_override
 
     config = load_config(overrides=[parse_override(f"model.encoder={SMALL}")])
     assert model_options(config) == {"encoder": SMALL}
@@ -435,7 +442,8 @@ def test_config_with_an_encoder_drops_the_plain_unet_defaults():
 @pytest.mark.slow
 @pytest.mark.parametrize("decoder, encoder", [("fpn", SMALL), ("segformer", "mit_b0")])
 def test_int8_tflite_export_of_an_encoder_model(decoder, encoder, tmp_path):
-    from app.core.export import LiteRTModel, convert_tflite, litert_compatible, tflite_archive
+    from app.exporting.exporters import convert_tflite, litert_compatible, tflite_archive
+    from app.inference.litert import LiteRTModel
 
     model = get_model(decoder, (None, None, 3), 3, encoder=encoder, **TINY_DECODERS[decoder])
     tflite_archive(litert_compatible(model), (64, 64)).write_out(str(tmp_path / "graph"), verbose=False)

@@ -102,7 +102,7 @@ def test_bad_inputs_exit_2(tiny_run, tmp_path, capsys):
 
 
 def test_per_image_dice_and_iou_by_hand():
-    from app.core.evaluate import confusion_matrix, per_image_scores
+    from app.evaluation.scores import confusion_matrix, per_image_scores
 
     truth = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255]])
     prediction = np.array([[0, 1, 1, 1], [0, 0, 1, 0], [2, 0, 1, 1]])
@@ -117,7 +117,7 @@ def test_per_image_dice_and_iou_by_hand():
 
 
 def test_hd95_by_hand_and_its_empty_mask_conventions():
-    from app.core.evaluate import hd95, hd95_per_class
+    from app.evaluation.scores import hd95, hd95_per_class
 
     truth = np.zeros((30, 30), bool)
     truth[10:20, 10:20] = True

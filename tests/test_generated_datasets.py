@@ -11,9 +11,9 @@ import sys
 import pandas as pd
 import pytest
 import yaml
+from train_helpers import REPO
 
 from data.synthetic import DatasetShape, write_dataset
-from train_helpers import REPO
 
 BUDGET_S = 60
 CASES = {

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from app.check_data import main as check_data
-from app.core.inference import load_predictor
+from app.inference.predictor import load_predictor
 from data.discovery import discover
 from data.images import ReadError, read_image, read_raw_image
 from data.normalization import Normalization, resolve
@@ -195,7 +195,7 @@ def test_five_band_tiff_trains_one_epoch_and_predicts(tmp_path):
 
 
 def test_percentiles_refuse_mixed_bit_depths(tmp_path):
-    from app.core.train import resolve_normalization
+    from app.dataset.prepared import resolve_normalization
     from data.discovery import DatasetError
 
     root = _write_tiff_dataset(tmp_path / "d", count=2, bands=1)

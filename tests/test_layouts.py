@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.check_data import check_dataset, summary_text
-from app.core.config import load_config
+from app.config.loading import load_config
+from app.dataset.checking import check_dataset, summary_text
 from data.discovery import DatasetError, discover
 from data.layouts import LAYOUTS, LayoutOptions, detection_line, get_layout, load_dataset
 from data.layouts.base import label_lookup

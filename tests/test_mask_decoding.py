@@ -223,8 +223,8 @@ def test_forced_index_on_0_255_masks_says_binary(tmp_path):
 
 
 def test_run_palette_gives_the_class_colours_to_predict(tmp_path):
-    from app.core.palette import class_colours
-    from app.core.train import write_class_palette
+    from app.inference.palette import class_colours
+    from app.training.runs import write_class_palette
 
     colours = voc_colormap()[:3]
     write_class_palette(tmp_path / "palette.csv", ["bg", "a", "b"], colours)

@@ -332,8 +332,12 @@ def test_losses_by_name_serialise_and_train_a_model():
 
 @pytest.mark.multibackend
 def test_metrics_match_numpy_counts_and_skip_void():
-    from models.multilabel_metrics import (MultilabelConfusionMetric, multilabel_counts, multilabel_metrics,
-                                           multilabel_scores)
+    from models.multilabel_metrics import (
+        MultilabelConfusionMetric,
+        multilabel_counts,
+        multilabel_metrics,
+        multilabel_scores,
+    )
 
     y, z = _random_batch(7, void=0.2)
     counts = multilabel_counts(y, _sigmoid(z))
@@ -463,7 +467,8 @@ def test_export_ends_in_a_sigmoid(ml_run, folders, tmp_path):
     import keras
     import tensorflow as tf
 
-    from app.core.export import LiteRTModel, export_run, float32_model
+    from app.exporting.exporters import export_run, float32_model
+    from app.inference.litert import LiteRTModel
     from data.masks import read_image
 
     table = export_run(ml_run, ["savedmodel", "tflite-fp32"], tmp_path, latency_runs=1)

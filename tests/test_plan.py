@@ -7,10 +7,19 @@ import numpy as np
 import pytest
 import yaml
 
-from app.core.plan import (Resources, describe, gravity_aligned, make_plan, plan_batch, plan_crop, plan_depth,
-                           plan_loss, plan_width, planned_config, unet_receptive_field, working_scale)
-from app.core.train import scan_dataset
+from app.dataset.scanning import scan_dataset
 from app.plan import main as plan_main
+from app.planning.plan import Resources, describe, make_plan, planned_config
+from app.planning.rules import (
+    gravity_aligned,
+    plan_batch,
+    plan_crop,
+    plan_depth,
+    plan_loss,
+    plan_width,
+    unet_receptive_field,
+    working_scale,
+)
 from data.fingerprint import Fingerprint, ObjectStats, components
 
 CPU = Resources(gpus=[], memory_bytes=4 * 1024**3)
@@ -245,7 +254,7 @@ def test_plan_command_writes_a_config_that_trains(tmp_path, capsys):
     written = yaml.safe_load(out.read_text())
     assert written["train"]["time_budget"] == "2m" and written["data"]["path"] == "data/nuclei"
     assert out.read_text().startswith("# Training plan")
-    from app.core.config import load_config
+    from app.config.loading import load_config
 
     assert load_config(out)["model"]["depth"] == written["model"]["depth"]
     assert plan_main(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2

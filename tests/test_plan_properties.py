@@ -5,8 +5,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.config import load_config
-from app.core.plan import BOTTLENECK, DEPTHS, Resources, make_plan
+from app.config.loading import load_config
+from app.planning.plan import Resources, make_plan
+from app.planning.rules import BOTTLENECK, DEPTHS
 from data.augment import train_transform
 from data.fingerprint import Fingerprint, ObjectStats
 

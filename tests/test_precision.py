@@ -4,11 +4,12 @@ import types
 import keras
 import pandas as pd
 import pytest
-
-from app.core.config import load_config, parse_override
-from app.train import main
-from app.core.train import build_model, compile_model, cpu_flags, resolve_precision
 from train_helpers import TINY, history, only_run_dir
+
+from app.config.loading import load_config, parse_override
+from app.runtime.devices import cpu_flags, resolve_precision
+from app.train import main
+from app.training.model import build_model, compile_model
 
 
 def test_mixed_float16_gets_loss_scaling_and_float32_logits():
@@ -79,7 +80,7 @@ def test_auto_precision_follows_the_gpu_compute_capability():
 
 
 def test_gpu_descriptions_parse_capabilities():
-    from app.core.precision import _capability, gpu_details
+    from app.runtime.devices import _capability, gpu_details
 
     assert _capability("8.6") == (8, 6) and _capability((7, 5)) == (7, 5) and _capability(None) is None
     assert all(set(gpu) == {"name", "compute_capability"} for gpu in gpu_details())

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.core import inference
-from app.core.inference import load_predictor, model_logits, predict_image, tile_weights, tta_flips
+from app.inference import predictor as inference
+from app.inference.predictor import load_predictor, model_logits, predict_image, tile_weights, tta_flips
 from app.predict import main
 from data.masks import read_image
 from data.synthetic import shapes_sample

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from app.core.schema import RULES
 from train_helpers import REPO, TINY, train_command
+
+from app.config.schema import RULES
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 EXAMPLES = settings(max_examples=15, deadline=None, derandomize=True,

@@ -5,11 +5,11 @@ They need ../shared/datasets and skip with a message when it is absent.
 import json
 
 import pytest
-
-from app.core.config import load_config, parse_override
-from app.core.train import train
-from data.discovery import discover
 from conftest import REPO, shared_dataset
+
+from app.config.loading import load_config, parse_override
+from app.training.loop import train
+from data.discovery import discover
 
 RECIPES = {"camvid.yaml": "camvid", "isbi2012.yaml": "isbi2012", "dsb2018.yaml": "dsb2018"}
 TINY = ["model.base_filters=4", "model.depth=2", "train.epochs=1", "train.batch_size=2", "train.verbose=epoch"]

@@ -11,12 +11,13 @@ import types
 import keras
 import pandas as pd
 import pytest
-
-from app.core.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
-from app.train import main
-from app.core.config import load_config
-from app.core.train import ResumableEarlyStopping, _resume_state, fit_callbacks
 from train_helpers import REPO, TINY, history, only_run_dir, run, train_command
+
+from app.config.loading import load_config
+from app.train import main
+from app.training.callbacks import NonFiniteLossError, ResumableEarlyStopping, StopOnNonFiniteLoss
+from app.training.loop import fit_callbacks
+from app.training.runs import resume_state
 
 
 def _wait_for_epochs(path, epochs, process, timeout=240):
@@ -111,7 +112,7 @@ def test_resume_state_drops_rows_the_backup_does_not_cover(tmp_path):
     (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 2, "weights": "epoch-2.weights.h5"}')
     pd.DataFrame({"epoch": [0, 1, 2], "val_miou": [0.3, 0.5, 0.4], "loss": [3, 2, 1]}).to_csv(
         tmp_path / "history.csv", index=False)
-    done, kept = _resume_state(tmp_path, "val_miou")
+    done, kept = resume_state(tmp_path, "val_miou")
     assert done == 2 and kept == {"epoch": [0, 1], "val_miou": [0.3, 0.5]}
     assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [0, 1]
 

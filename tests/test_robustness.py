@@ -11,11 +11,11 @@ import time
 import keras
 import numpy as np
 import pytest
-
-from app.core.config import load_config, parse_override
-from app.core.outputs import check_output_folder
-from app.train import main as train_main
 from train_helpers import REPO, TINY, only_run_dir, train_command
+
+from app.config.loading import load_config, parse_override
+from app.runtime.outputs import check_output_folder
+from app.train import main as train_main
 
 
 def digest(folder):
@@ -331,7 +331,7 @@ def test_no_tensorflow_log_lines_unless_verbose(tmp_path):
 
 
 def test_native_info_lines_are_held_back(capfd, monkeypatch):
-    from app.core.native_logs import quiet_native_stderr
+    from app.runtime.native_logs import quiet_native_stderr
 
     monkeypatch.delenv("SEGKIT_VERBOSE", raising=False)
     with quiet_native_stderr():

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.check_data import check_dataset
-from app.core.config import load_config
+from app.config.loading import load_config
+from app.dataset.checking import check_dataset
 from data.colormaps import voc_colormap
 from data.layouts import detection_line, load_dataset
 from data.layouts.base import DatasetError
@@ -326,7 +326,7 @@ def test_label_files_that_repeat_a_value_are_refused(tmp_path):
 
 
 def test_no_native_log_lines_from_tensorflow_opencv_or_the_converter(tmp_path, capfd, monkeypatch):
-    from app.core.native_logs import quiet_native_stderr
+    from app.runtime.native_logs import quiet_native_stderr
 
     monkeypatch.delenv("SEGKIT_VERBOSE", raising=False)
     with quiet_native_stderr():

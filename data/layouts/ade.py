@@ -1,6 +1,6 @@
 """ADE20K-style layout: `images/training|validation/` + `annotations/training|validation/`, where mask value 0
 is "other" and classes start at 1 (data.reduce_zero_label, default true: 0 becomes void, k becomes k-1)."""
-from data.layouts import paired
+from data.layouts.paired import load as load_paired
 from data.layouts.base import child_dir
 
 IMAGE_DIRS, ANNOTATION_DIRS, SPLIT_NAMES = ("images",), ("annotations",), ("training", "validation")
@@ -19,7 +19,7 @@ def detect(root):
 
 
 def load(root, options, problems):
-    source = paired.load(root, options, problems)
+    source = load_paired(root, options, problems)
     source.layout = "ade"
     reduce = True if options.reduce_zero_label is None else bool(options.reduce_zero_label)
     if reduce:

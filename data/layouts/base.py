@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from data.images import IMAGE_EXTENSIONS  # noqa: F401 (re-exported: the layouts list images by it)
 from data.multilabel import class_folders, pair_class_folders
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
 """Folder names taken for each split (Roboflow exports use valid/, ADE20K training/ and validation/)."""

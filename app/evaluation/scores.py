@@ -5,6 +5,7 @@ import pandas as pd
 
 from data.masks import IGNORE_INDEX
 from models.metrics import confusion_scores
+from models.multilabel_metrics import PER_CLASS_SCORES, multilabel_scores
 
 PER_CLASS_COLUMNS = ("iou", "dice", "precision", "recall", "pixel_share")
 SUMMARY_KEYS = ("miou", "mean_dice", "pixel_accuracy", "mean_class_accuracy", "fwiou")
@@ -111,3 +112,22 @@ def mean_over_images(per_image, class_names, hd95_scores=False):
     if hd95_scores:
         result["hd95"] = {name: mean(f"hd95_{name}") for name in class_names}
     return result
+
+
+MULTILABEL_SUMMARY_KEYS = ("miou", "mean_dice", "mean_precision", "mean_recall")
+
+
+def multilabel_scores_table(counts, class_names, positives=None, pixels=None):
+    """(per-class DataFrame indexed by class name, summary dict) from (C, 3) [TP, FP, FN] counts.
+
+    Columns iou, dice, precision, recall, and pixel_share (true pixels of the class / valid pixels) when
+    `positives` (C,) and `pixels` (C,) are given.
+    """
+    scores = multilabel_scores(counts)
+    table = pd.DataFrame({column: scores[column] for column in PER_CLASS_SCORES}, index=list(class_names))
+    if positives is not None:
+        table["pixel_share"] = np.asarray(positives) / np.maximum(np.asarray(pixels), 1)
+    table.index.name = "class"
+    for column, name in enumerate(("tp", "fp", "fn")):
+        table[name] = np.asarray(counts)[:, column]
+    return table, {key: float(scores[key]) for key in MULTILABEL_SUMMARY_KEYS}

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from app.core.inference import predict_image
-from app.core.outputs import output_dir, write_image, write_text
+from app.inference.predictor import predict_image
+from app.runtime.outputs import output_dir, write_image, write_text
 
 DEFAULT_TOP = 48
 """Images on the contact sheet (ranking.html); ranking.csv lists them all."""

@@ -4,8 +4,8 @@ import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
-from app.core.outputs import write_figure  # noqa: E402
-from app.core.palette import overlay  # noqa: E402
+from app.inference.palette import overlay  # noqa: E402
+from app.runtime.outputs import write_figure  # noqa: E402
 
 
 def plot_curves(history, path, monitor="val_miou"):

@@ -5,7 +5,8 @@ import pathlib
 
 import yaml
 
-from app.core.schema import Invalid, validate
+from app.config.errors import ConfigError
+from app.config.schema import Invalid, validate
 from data.augment import DEFAULT_AUGMENT
 
 DEFAULTS = {
@@ -67,11 +68,9 @@ DEFAULTS = {
 }
 OPEN_SECTIONS = ("model", "loss")
 """Sections whose extra keys pass through to the model builder or the loss."""
-# Each key's type and range: app/core/schema.py RULES (add the rule of a new key there).
+# Each key's type and range: app/config/schema.py RULES (add the rule of a new key there).
 
 
-class ConfigError(ValueError):
-    """A bad configuration key or value; the message says which."""
 
 
 def _merge(base, update, path=""):
@@ -127,7 +126,7 @@ def load_config(path=None, overrides=()):
     """Defaults, updated by a YAML file, updated by override dicts, in that order; every key checked.
 
     Raises:
-        ConfigError: an unknown key, bad YAML, or values that break `app.core.schema.RULES` (one line each).
+        ConfigError: an unknown key, bad YAML, or values that break `app.config.schema.RULES` (one line each).
     """
     config = copy.deepcopy(DEFAULTS)
     if path is not None:

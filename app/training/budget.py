@@ -23,15 +23,18 @@ still reaches its floor at the new last epoch; on other backends it stops when t
 import dataclasses
 import json
 import math
-import re
 import tempfile
 import time
 
 import keras
 import yaml
 
-from app.core.config import ConfigError
-from app.core.outputs import atomic_path
+from app.config.durations import format_duration, parse_duration
+from app.config.errors import ConfigError
+from app.runtime.outputs import atomic_path
+from app.training.distribute import distribute_dataset
+from app.training.model import build_model, compile_model, compute_class_weights
+from app.training.optimizer import pass_steps, schedule_steps
 
 WARMUP_STEPS = 3
 VAL_WARMUP_BATCHES = 3
@@ -49,42 +52,12 @@ MIN_VAL_IMAGES = 8
 """Fewest validation images an epoch's validation uses; below that, fewer epochs are validated."""
 FINAL_OVERHEAD_S = 3.0
 """Seconds for loading the best model and plotting the curves after the last epoch."""
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value, key="train.time_budget"):
-    """Seconds of a duration: a number of seconds or text like 90s, 30m, 1h, 1h30m, 1.5h; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower().replace(" ", "")
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text)
-        if not text or "".join(n + u for n, u in parts) != text or (len(parts) > 1 and not all(u for _, u in parts)):
-            raise ConfigError(f"{key} must be seconds or a duration like 90s, 30m, 1h or 1h30m; got {value!r}")
-        seconds = sum(float(number) * _UNITS[unit or "s"] for number, unit in parts)
-    if not seconds > 0:
-        raise ConfigError(f"{key} must be positive, got {value!r}")
-    return seconds
 
 
-def format_duration(seconds):
-    """90 -> '1m30s', 3600 -> '1h', 45 -> '45s'."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v) or "0s"
 
 
-def comparable(config):
-    """The config as resume compares it: with a time budget, the epochs (their learning-rate warm-up and their
-    steps) were derived from it, so they do not count."""
-    config = json.loads(json.dumps(config))
-    if config.get("train", {}).get("time_budget") is not None:
-        for key in ("epochs", "warmup_epochs", "steps_per_epoch"):
-            config["train"].pop(key, None)
-    return config
 
 
 @dataclasses.dataclass
@@ -256,7 +229,6 @@ def time_validation(model, prepared, setup, batches=VAL_WARMUP_BATCHES):
     """(one-off seconds, seconds per validation pass): evaluate the first `batches` validation batches twice,
     the first call traced, and scale the second by the split's padded pixels to theirs; (0, 0) without
     validation data."""
-    from app.core.distribute import distribute_dataset
 
     if prepared.val is None:
         return 0.0, 0.0
@@ -277,8 +249,6 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     The model comes back reset to its initial weights and optimizer state, with a schedule whose length is the
     variable `length` (TensorFlow); model and length are None where the model cannot be reused.
     """
-    from app.core.distribute import distribute_dataset
-    from app.core.train import build_model, compile_model, compute_class_weights
 
     with setup.scope():
         model = compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
@@ -319,22 +289,10 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     return Estimate(step_s, val_s, saving, 0.0, start, final, steps_per_epoch), model, length
 
 
-def pass_steps(train_rows, batch_size):
-    """Steps of one pass over the training images (the training stream repeats: every batch is full)."""
-    return max(1, math.ceil(train_rows / batch_size))
 
 
-def epoch_steps(train, train_rows):
-    """Steps of one epoch: `train.steps_per_epoch`, else a pass."""
-    return train.get("steps_per_epoch") or pass_steps(train_rows, train["batch_size"])
 
 
-def schedule_steps(train, train_rows):
-    """{warmup_steps, decay_steps} of the cosine schedule for the `train` section's epochs (what
-    `app.core.train._optimizer` builds it with)."""
-    steps = epoch_steps(train, train_rows)
-    warmup = int(train["warmup_epochs"] * steps)
-    return {"warmup_steps": warmup, "decay_steps": max(train["epochs"] * steps - warmup, 1)}
 
 
 def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
@@ -404,83 +362,3 @@ def _ranges(epochs):
     return ", ".join(shown if len(shown) <= 8 else shown[:3] + ["...", shown[-1]])
 
 
-class BudgetGuard(keras.callbacks.Callback):
-    """Save the elapsed time at each epoch end; where the remaining epochs no longer fit the budget at the pace
-    measured so far (from one epoch end to the next, everything between included; validation apart, as not every
-    epoch validates), end the run earlier (with the schedule, where it is adjustable; the new last epoch
-    validates), or later where the epochs go faster than the warm-up said."""
-
-    def __init__(self, budget, run_dir, train_config, log=print):
-        super().__init__()
-        self.budget, self.run_dir, self.log = budget, run_dir, log
-        self.train_config = dict(train_config)
-        self._epoch_start = self._test_start = self._epoch_validation = 0.0
-        self._training, self._validation = [], []
-
-    def on_train_begin(self, logs=None):
-        self.budget.save(self.run_dir)
-        self._epoch_start = time.monotonic()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_validation = 0.0
-
-    def on_test_begin(self, logs=None):
-        self._test_start = time.monotonic()
-
-    def on_test_end(self, logs=None):
-        self._epoch_validation = time.monotonic() - self._test_start
-        self._validation.append(self._epoch_validation)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._training.append(time.monotonic() - self._epoch_start - self._epoch_validation)
-        done, planned = epoch + 1, self.budget.epochs
-        if done < planned:
-            self._refit(done, planned)
-        self.budget.save(self.run_dir)
-        if done >= self.budget.epochs:
-            self.model.stop_training = True
-        self._epoch_start = time.monotonic()  # an epoch's pace runs from here: its start and the saving before it
-
-    def _fits(self, done, most, pace, validation_s, share=1.0):
-        """Epochs after `done` (at most `most`) whose training and validation fit `share` of the budget left."""
-        final = self.budget.estimate.final_s if self.budget.estimate else FINAL_OVERHEAD_S
-        left = share * (self.budget.seconds - self.budget.elapsed()) - final
-        for more in range(most, 0, -1):
-            validations = sum(1 for e in self.budget.validation.epochs(done + more) if e > done)
-            if more * pace + validations * validation_s <= left:
-                return more
-        return 0
-
-    def _refit(self, done, planned):
-        measured = self._training[1:] or self._training  # the first may pay for tracing
-        pace = sum(measured) / len(measured)
-        validation_s = sum(self._validation) / len(self._validation) if self._validation else 0.0
-        fits = self._fits(done, planned - done, pace, validation_s)
-        if done + fits >= planned:
-            if self.budget.length is not None and self.budget.max_epochs > planned:
-                self._extend(done, planned, pace, validation_s)
-            return
-        if self.budget.length is None:  # a fixed schedule: stop only when the next epoch would overrun
-            if fits == 0:
-                self.budget.set_epochs(done)
-                self.log(f"time budget: stopping after epoch {done}/{planned}: another epoch (~{pace:.0f} s) "
-                         f"would overrun the budget (the machine is slower than at the warm-up)")
-            return
-        self._reschedule(done + fits)
-        expected = (f", not the ~{self.budget.estimate.steps_per_epoch * self.budget.estimate.step_s:.0f} s of "
-                    "the warm-up" if self.budget.estimate else "")
-        self.log(f"time budget: epochs train in ~{pace:.0f} s{expected}: the run ends after epoch "
-                 f"{self.budget.epochs} instead of {planned}, its learning-rate schedule with it")
-
-    def _extend(self, done, planned, pace, validation_s):
-        """Lengthen the run (and its schedule) where the epochs so far were faster than the warm-up said."""
-        fits = self._fits(done, self.budget.max_epochs - done, pace, validation_s, SAFETY)
-        if done + fits > planned:
-            self._reschedule(done + fits)
-            self.log(f"time budget: epochs train in ~{pace:.0f} s, faster than the warm-up said: the run ends "
-                     f"after epoch {self.budget.epochs} instead of {planned}, its learning-rate schedule with it")
-
-    def _reschedule(self, epochs):
-        self.budget.set_epochs(epochs)
-        self.train_config["epochs"] = epochs
-        self.budget.set_schedule(self.train_config)

@@ -6,7 +6,7 @@ and the output folder must lie outside the annotations' folder.
 """
 import pathlib
 
-from app.core.outputs import check_output_folder, output_dir, prepare_output_folder, write_image, write_text
+from app.runtime.outputs import check_output_folder, output_dir, prepare_output_folder, write_image, write_text
 from data.annotations import palette_table, read_annotations, rendered
 
 

@@ -4,10 +4,12 @@ import pathlib
 
 import pandas as pd
 
-from app.core.config import ConfigError, model_options
-from app.core.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
-from app.core.plots import plot_class_shares
-from app.core.train import check_size, resolve_normalization, scan_dataset
+from app.config.errors import ConfigError
+from app.config.loading import model_options
+from app.dataset.prepared import check_size, resolve_normalization
+from app.dataset.scanning import scan_dataset
+from app.evaluation.plots import plot_class_shares
+from app.runtime.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
 from data.discovery import DatasetError
 from data.layouts import detection_line
 from data.masks import ReadError

@@ -12,7 +12,7 @@ import os
 
 import keras
 
-from app.core.config import ConfigError
+from app.config.errors import ConfigError
 
 MODES = ("none", "mirrored", "multiworker")
 

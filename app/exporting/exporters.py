@@ -12,24 +12,20 @@ import pathlib
 import re
 import shutil
 import tempfile
-import time
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 import yaml
 from keras import ops
 
-from app.core.config import model_options
-from app.core.evaluate import confusion_matrix, scores_table, sparse_labels
-from app.core.native_logs import quiet_native_stderr
-from app.core.outputs import dataset_folders, output_dir, prepare_output_folder
-from app.core.train import prepare_data
-from data.masks import IGNORE_INDEX
+from app.config.loading import model_options
+from app.exporting.parity import format_table, parity_data, parity_table, validation_tiles
+from app.inference.predictor import load_model_file
+from app.runtime.native_logs import quiet_native_stderr
+from app.runtime.outputs import dataset_folders, output_dir, prepare_output_folder
 from data.multilabel import MULTILABEL
 from models.layers import MaxPoolingWithArgmax2D, _to_windows
-from models.multilabel_metrics import multilabel_counts, multilabel_scores
 from models.registry import required_divisor
 
 FORMATS = ("savedmodel", "tflite-fp32", "tflite-fp16", "tflite-int8")
@@ -47,65 +43,8 @@ class ParityError(ExportError):
     """An exported format whose mIoU dropped more than its tolerance below the Keras model's."""
 
 
-class LiteRTModel:
-    """A segmentation .tflite file used like a Keras model, on the LiteRT interpreter.
-
-    Args:
-        path: str. The .tflite file (image input, probabilities output).
-        num_threads: int. CPU threads of the interpreter. Defaults to None (the runtime's choice).
-
-    Example:
-    >>> model = LiteRTModel("runs/x/export/model_int8.tflite", num_threads=1)
-    >>> model.predict_on_batch(np.zeros((2, *model.input_size, model.channels), "float32")).shape
-    (2, 256, 256, 2)
-    """
-
-    def __init__(self, path, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.path = str(path)
-        with quiet_native_stderr():
-            self._interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        batch, height, width, self.channels = (int(n) for n in self._input["shape"])
-        self.input_size = (height, width)
-        self.num_classes = int(self._output["shape"][-1])
-        self._batch = batch
-
-    def predict_on_batch(self, images):
-        """Probabilities (B, H, W, num_classes) float32 of float images (B, H, W, C) in [0, 1]."""
-        images = np.asarray(images, np.float32)
-        if images.ndim != 4 or images.shape[1:] != (*self.input_size, self.channels):
-            raise ValueError(f"{self.path} takes images of shape (batch, {self.input_size[0]}, "
-                             f"{self.input_size[1]}, {self.channels}): got {images.shape}")
-        if self._batch == 1:
-            return np.concatenate([self._run(image[None]) for image in images])
-        if images.shape[0] != self._input["shape"][0]:
-            self._interpreter.resize_tensor_input(self._input["index"], images.shape)
-            self._interpreter.allocate_tensors()
-            self._input = self._interpreter.get_input_details()[0]
-            self._output = self._interpreter.get_output_details()[0]
-        return self._run(images)
-
-    def _run(self, images):
-        self._interpreter.set_tensor(self._input["index"], _quantize(images, self._input))
-        self._interpreter.invoke()
-        output = self._interpreter.get_tensor(self._output["index"])
-        scale, zero_point = self._output["quantization"]
-        if np.issubdtype(output.dtype, np.integer):
-            output = (output.astype(np.float32) - zero_point) * scale
-        return output.astype(np.float32)
 
 
-def _quantize(images, details):
-    dtype = details["dtype"]
-    if not np.issubdtype(dtype, np.integer):
-        return images.astype(dtype)
-    scale, zero_point = details["quantization"]
-    limits = np.iinfo(dtype)
-    return np.clip(np.round(images / scale + zero_point), limits.min, limits.max).astype(dtype)
 
 
 def load_run(run_dir):
@@ -120,8 +59,6 @@ def load_run(run_dir):
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
     except yaml.YAMLError as err:
         raise ExportError(f"{run_dir / 'config.yaml'}: not valid YAML ({err})") from None
-    from app.core.inference import load_model_file
-
     try:
         model = load_model_file(run_dir / "model.keras")
     except ValueError as err:
@@ -302,139 +239,20 @@ def _atomic_dir(path, write):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def parity_data(config, size, calibration_images):
-    """(dataset, split name, calibration images, class names, num_classes) for an export size.
-
-    The validation split (training split when there is none) comes from the evaluation pipeline at the
-    training scale; calibration images are augmented crops of `size` from the training pipeline, rounded to
-    1/255 steps as uint8 camera frames would be.
-    """
-    config = {**config, "data": {**config["data"], "image_size": list(size)},
-              "loss": {**config["loss"], "border_weights": None}}
-    prepared = prepare_data(config)
-    samples = prepared.train.unbatch().repeat().take(calibration_images)
-    calibration = np.array([np.round(image * 255) / 255 for image, *_ in samples.as_numpy_iterator()], np.float32)
-    dataset, split = prepared.evaluation()
-    return dataset, split, calibration, prepared.class_names, prepared.encoding.num_classes
 
 
-def validation_tiles(dataset, size, batch_size, multilabel=False):
-    """(images, labels) chunks of `size` tiles cut from a batched (image, mask[, w]) dataset.
-
-    Images are padded with zeros and labels with IGNORE_INDEX to a multiple of `size`; images are rounded to
-    1/255 steps (uint8 frames); tiles of padding only are dropped. Labels are class indices (B, h, w), or the
-    multi-hot masks (B, h, w, C) when `multilabel`.
-    """
-    height, width = size
-    for batch in dataset:
-        images, labels = np.round(batch[0].numpy() * 255) / 255, batch[1].numpy()
-        labels = labels if multilabel else sparse_labels(labels)
-        classes = labels.shape[3:]
-        pad = ((0, 0), (0, -images.shape[1] % height), (0, -images.shape[2] % width))
-        images = np.pad(images, pad + ((0, 0),))
-        labels = np.pad(labels, pad + ((0, 0),) * len(classes), constant_values=IGNORE_INDEX)
-        rows, cols = images.shape[1] // height, images.shape[2] // width
-        images = images.reshape(-1, rows, height, cols, width, images.shape[-1]).transpose(0, 1, 3, 2, 4, 5)
-        labels = labels.reshape(-1, rows, height, cols, width, *classes)
-        labels = labels.transpose(0, 1, 3, 2, 4, *range(5, labels.ndim)).reshape(-1, height, width, *classes)
-        images = images.reshape(-1, height, width, images.shape[-1])
-        keep = (labels != IGNORE_INDEX).reshape(len(labels), -1).any(1)
-        images, labels = images[keep].astype(np.float32), labels[keep]
-        for start in range(0, len(images), batch_size):
-            yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
-def _softmax(logits):
-    exp = np.exp(logits - logits.max(-1, keepdims=True))
-    return exp / exp.sum(-1, keepdims=True)
 
 
-def _sigmoid(logits):
-    return 1.0 / (1.0 + np.exp(-logits))
 
 
-def predictors(model, paths, num_threads, multilabel=False):
-    """{format: {threads: probabilities(float images)}} for Keras and each exported file.
-
-    LiteRT files run with 1 thread and with `num_threads`; Keras and the SavedModel run on TensorFlow with its
-    default threads, listed under `num_threads`.
-    """
-    activation = _sigmoid if multilabel else _softmax
-    result = {"keras": {num_threads: lambda images: activation(np.asarray(model.predict_on_batch(images)))}}
-    for fmt, path in paths.items():
-        if fmt == "savedmodel":
-            serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-            result[fmt] = {num_threads: lambda images, serve=serve: serve(
-                images=tf.constant(np.round(images * 255).astype(np.uint8)))["probabilities"].numpy()}
-        else:
-            result[fmt] = {threads: LiteRTModel(path, threads).predict_on_batch for threads in sorted({1, num_threads})}
-    return result
 
 
-def latency_ms(predict, image, runs):
-    """Median milliseconds of `predict` on one image (batch of 1), after two warm-up calls."""
-    batch = image[None]
-    for _ in range(2):
-        predict(batch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        predict(batch)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
 
 
-def _file_size(path):
-    path = pathlib.Path(path)
-    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-    return sum(f.stat().st_size for f in files) / 1e6
 
 
-def parity_table(model, model_path, paths, tiles, class_names, num_classes, tolerances, latency_runs=20,
-                 num_threads=None, multilabel=False):
-    """One row per format (Keras first): size, mIoU on `tiles` and its drop, agreement with Keras, latency.
-
-    Latency is per image at batch 1: LiteRT with 1 thread and with `num_threads` (default: all cores);
-    Keras and the SavedModel run on TensorFlow with its default threads (reported under all threads).
-    `multilabel`: mIoU is the mean per-class IoU of probabilities above 0.5, and agreement counts the
-    (pixel, class) decisions that match Keras.
-    """
-    num_threads = num_threads or os.cpu_count()
-    run = predictors(model, paths, num_threads, multilabel)
-    one = {fmt: by_threads[num_threads] for fmt, by_threads in run.items()}
-    shape = (num_classes, 3) if multilabel else (num_classes, num_classes)
-    matrices = {fmt: np.zeros(shape, np.int64) for fmt in one}
-    agree, pixels, max_diff = dict.fromkeys(one, 0), 0, dict.fromkeys(one, 0.0)
-    first_image = None
-    for images, labels in tiles:
-        first_image = images[0] if first_image is None else first_image
-        reference = one["keras"](images)
-        valid = labels != IGNORE_INDEX
-        pixels += int(valid.sum())
-        for fmt, predict in one.items():
-            probabilities = reference if fmt == "keras" else predict(images)
-            if multilabel:
-                matrices[fmt] += multilabel_counts(labels, probabilities)
-                agree[fmt] += int(((probabilities > 0.5) == (reference > 0.5))[valid].sum())
-            else:
-                classes = probabilities.argmax(-1)
-                matrices[fmt] += confusion_matrix(labels, classes, num_classes)
-                agree[fmt] += int((classes == reference.argmax(-1))[valid].sum())
-            max_diff[fmt] = max(max_diff[fmt], float(np.abs(probabilities - reference).max()))
-    rows = []
-    for fmt in one:
-        scores = multilabel_scores(matrices[fmt]) if multilabel else scores_table(matrices[fmt], class_names)[1]
-        miou = 100 * scores["miou"]
-        latency = {threads: latency_ms(predict, first_image, latency_runs) for threads, predict in run[fmt].items()}
-        rows.append({"format": fmt, "file": pathlib.Path(paths.get(fmt, model_path)).name,
-                     "size_mb": _file_size(paths.get(fmt, model_path)), "miou_pct": miou,
-                     "agreement_pct": 100 * agree[fmt] / max(pixels, 1), "max_prob_diff": max_diff[fmt],
-                     "latency_ms_1t": latency.get(1, np.nan), "latency_ms_all": latency[num_threads],
-                     "tolerance_pts": tolerances.get(fmt, np.nan)})
-    table = pd.DataFrame(rows)
-    table.insert(4, "miou_drop_pts", table["miou_pct"].iloc[0] - table["miou_pct"])
-    table["passed"] = ~(table["miou_drop_pts"] > table["tolerance_pts"])
-    return table
 
 
 def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_images=100, tolerances=None,
@@ -514,6 +332,3 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
     return table
 
 
-def format_table(table):
-    """The parity table as fixed-width text."""
-    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")

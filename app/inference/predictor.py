@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 import yaml
 
-from app.core.palette import class_colours, default_palette
+from app.config.loading import model_options
+from app.inference.litert import LiteRTModel
+from app.inference.palette import class_colours, default_palette
 from data.images import read_image
 from data.multilabel import MULTILABEL
 from data.normalization import from_config
@@ -52,7 +54,7 @@ class Predictor:
     tta_flips: tuple = ((2,), (1,))
     """Array axes of the flips that test-time augmentation averages (2: left-right, 1: up-down)."""
     multilabel: bool = False
-    """One sigmoid per class (config.yaml `data.mask: multilabel`): see `app.core.multilabel.predict_masks`."""
+    """One sigmoid per class (config.yaml `data.mask: multilabel`): see `app.inference.multilabel.predict_masks`."""
     normalization: object = None
     """`data.normalization.Normalization` the run trained with (None: values / dtype range)."""
 
@@ -116,8 +118,6 @@ def check_segmentation_model(model, path):
 def load_model_file(path):
     """A checked segmentation model from a .keras (safe mode) or .tflite file; ValueError in one line."""
     if path.suffix == ".tflite":
-        from app.core.export import LiteRTModel
-
         try:
             return LiteRTModel(str(path))
         except (ValueError, RuntimeError) as err:
@@ -182,7 +182,6 @@ def load_predictor(run_dir=None, model_path=None):
         num_classes = int(scores.shape[-1])
     divisor = DEFAULT_DIVISOR
     if config is not None:
-        from app.core.config import model_options
         from models.registry import required_divisor
 
         divisor = required_divisor(config["model"]["name"], **model_options(config))
@@ -342,5 +341,5 @@ def predict_labels(predictor, image, **options):
     """(H, W) uint8 class indices: argmax of `predict_image` (multi-class runs only)."""
     if predictor.multilabel:
         raise ValueError(f"{predictor.path}: a multi-label model has no class-index mask; use "
-                         "app.core.multilabel.predict_masks")
+                         "app.inference.multilabel.predict_masks")
     return predict_image(predictor, image, **options).argmax(-1).astype(np.uint8)

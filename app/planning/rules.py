@@ -1,73 +1,66 @@
-"""Training plan from a dataset fingerprint: documented rules, each giving its value and a one-line reason.
-
-Three stages, kept apart as in nnU-Net: `fingerprint_of` (one scan of the data, `data.fingerprint`), `make_plan`
-(rules below; pure functions of the fingerprint and the machine's `Resources`) and the plan written as an
-editable config (`Plan.overrides`, `app.plan`). docs/planning.md states the rules and their reasons.
-Explicit settings always win: `planned_config` applies the plan under the config file and the flags.
-"""
-import copy
+"""Planning rules: pure functions of a dataset fingerprint and the machine's resources, each returning a value
+and its one-line reason (docs/planning.md states them); the constants are the rules' thresholds."""
 import dataclasses
 import functools
-import json
 import math
-import os
 
 import numpy as np
-import yaml
-
-from app.core.config import DEFAULTS, ConfigError, _apply, load_config
 
 MIN_THICKNESS = 4.0
 """Pixels across that the typical structure of the thinnest class keeps after downscaling."""
+
+
 MIN_AREA = 16.0
 """Pixels that the small objects (10th percentile of area) of each class keep after downscaling."""
+
+
 CONTEXT = 2.0
 """A crop side spans this many typical object extents: the object whole, with half its size of context around."""
+
+
 MIN_RESIZE_GAIN = 0.85
 """Scale factors above this are not worth the interpolation: images stay at their own resolution."""
+
+
 SIZE_SPREAD = 1.5
 """Max/min image side ratio above which images count as of varied size (no fixed resize)."""
+
+
 BOTTLENECK = 8
 """Smallest feature map side (pixels) at the bottom of the U-Net."""
+
+
 DEPTHS = range(3, 7)
+
+
 RARE_SHARE = 0.02
 """Multi-class sets whose rarest class has less than this pixel share get median-frequency class weights."""
+
+
 GRAVITY_SPREAD = 0.15
 """Vertical spread of class mean rows (0..1) from which a scene counts as gravity-aligned."""
+
+
 BACKGROUND_SHARE = 0.5
 """Class 0 with more than this pixel share is background: its 'objects' do not set the scale."""
+
+
 TARGET_STEPS = 1500
 """Optimizer steps a plan without a time budget aims for."""
+
+
 MIN_PASSES = 20
 """Passes over the training images a CPU budget must buy at 32 base filters; fewer: 16 filters."""
+
+
 CPU_PIXELS_PER_CORE_S = 24_000
 """Training-crop pixels per second and CPU core of a 32-filter U-Net in float32 (measured on 2 cores: 44-49 k/s
 for depth 4 on CamVid and ISBI crops; 16 filters are about 2.4x faster)."""
+
+
 ACTIVATION_BYTES_PER_PIXEL_FILTER = 2 * 24 * 4
 """U-Net training memory per input pixel and base filter: levels sum to ~2x the top level, ~24 stored tensors
 per level (encoder and decoder convolutions, batch norm, activations, their gradients), float32 bytes."""
-
-
-@dataclasses.dataclass
-class Resources:
-    """The machine a plan is for: GPU descriptions (`precision.gpu_details`), bytes a batch may use, time budget."""
-
-    gpus: list
-    memory_bytes: int
-    budget_s: float | None = None
-    cpu_cores: int = 2
-
-    @classmethod
-    def detect(cls, budget_s=None):
-        """This machine: a quarter of the free RAM on CPU, half the smallest GPU's memory (8 GB when unknown)."""
-        from app.core.precision import gpu_details, gpu_memory_bytes
-
-        gpus = gpu_details()
-        if gpus:
-            memory = (gpu_memory_bytes() or 16 * 1024**3) // 2
-        else:
-            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 4
-        return cls(gpus=gpus, memory_bytes=int(memory), budget_s=budget_s, cpu_cores=len(os.sched_getaffinity(0)))
 
 
 @dataclasses.dataclass
@@ -80,63 +73,11 @@ class Decision:
     key: str | None = None
 
 
-@dataclasses.dataclass
-class Plan:
-    decisions: list
-
-    def __getitem__(self, name):
-        return next(d.value for d in self.decisions if d.name == name)
-
-    def overrides(self):
-        """The plan as a nested config dict (only the decisions that set a key)."""
-        nested = {}
-        for decision in self.decisions:
-            if decision.key is None:
-                continue
-            *sections, last = decision.key.split(".")
-            target = nested
-            for section in sections:
-                target = target.setdefault(section, {})
-            target[last] = decision.value
-        return nested
-
-    def table(self):
-        """One line per decision: `name = value  (reason)`."""
-        width = max(len(d.name) for d in self.decisions)
-        return "\n".join(f"{d.name:<{width}} = {_show(d.value)}\n{'':<{width}}   {d.reason}" for d in self.decisions)
-
-    def set_elsewhere(self, config):
-        """Keys the plan sets that `config` (after flags and config files) holds another value for."""
-        def plain(value):
-            return json.dumps(value, default=str)
-
-        return [d.key for d in self.decisions if d.key is not None and plain(_lookup(config, d.key)) != plain(d.value)]
-
-
-def _lookup(config, key):
-    for part in key.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
-    return config
-
-
-def describe(config):
-    """A one-line digest of what a config trains (the summary line of app.train, benchmark tables)."""
-    data, model, loss, augment = config["data"], config["model"], config["loss"], config["augment"]
-    resize = f"resize {'x'.join(map(str, data['resize']))}, " if data.get("resize") else ""
-    shape = [model["encoder"]] if model.get("encoder") else [
-        f"{prefix}{model[key]}" for prefix, key in (("d", "depth"), ("f", "base_filters")) if key in model]
-    architecture = " ".join([model["name"], *shape])
-    weights = f"+{loss['class_weights']}" if loss.get("class_weights", "none") != "none" else ""
-    flips = "".join(side for side in "hv" if augment.get(f"{side}flip")) or "none"
-    return (f"{resize}crop {'x'.join(map(str, data['image_size']))}, {architecture}, "
-            f"batch {config['train']['batch_size']}, {loss['name']}{weights}, flips {flips}")
-
-
-def _channel_counts(fp):
+def channel_counts(fp):
     return ", ".join(f"{count} with {channels}" for channels, count in fp.file_channels.items())
 
 
-def _show(value):
+def show_value(value):
     return "null" if value is None else value
 
 
@@ -335,119 +276,3 @@ def plan_epochs(train_images, batch_size):
     epochs = int(min(200, max(20, round(TARGET_STEPS / steps))))
     return epochs, (f"~{TARGET_STEPS} steps at {steps} per epoch (--time-budget fits the epochs to a wall-clock "
                     "budget instead)")
-
-
-def make_plan(fp, resources):
-    """The training plan of a fingerprint on a machine (see the module docstring and docs/planning.md)."""
-    from app.core.budget import format_duration
-    from app.core.precision import resolve_precision
-
-    side, side_reason = crop_budget(resources)
-    resize, scale, resize_reason = plan_resize(fp, side)
-    working = resize or list(fp.median_size)
-    square = not gravity_aligned(fp)[0]
-    crop, _ = plan_crop(working, side, 2 ** DEPTHS[0], square)
-    for _ in range(len(DEPTHS)):  # the depth sets the divisor the crop is rounded to: settle both
-        depth, depth_reason = plan_depth(crop)
-        rounded, crop_reason = plan_crop(working, side, 2**depth, square)
-        if rounded == crop:
-            break
-        crop = rounded
-    base, base_reason = plan_width(resources, crop, fp.train_images)
-    batch, batch_reason = plan_batch(crop, base, fp.train_images, resources)
-    loss, weights, loss_reason = plan_loss(fp)
-    augment = plan_augment(fp, crop)
-    decisions = [
-        Decision("channels", fp.channels, f"the model takes {fp.channels} input channels (data.channels; image "
-                                          f"files: {_channel_counts(fp)})"),
-        Decision("resize", resize, resize_reason, "data.resize"),
-        Decision("crop", crop, f"{side_reason}; {crop_reason}", "data.image_size"),
-        Decision("model", "unet", "U-Net: strong on every kind of 2D data at any size", "model.name"),
-        Decision("depth", depth, depth_reason, "model.depth"),
-        Decision("base_filters", base, base_reason, "model.base_filters"),
-        Decision("batch_size", batch, batch_reason, "train.batch_size"),
-        Decision("loss", loss, loss_reason, "loss.name"),
-        Decision("class_weights", weights, "see loss", "loss.class_weights"),
-        *augment,
-    ]
-    flips = ["left-right"] + (["up-down"] if Plan(augment)["vflip"] else [])
-    decisions.append(Decision("tta", " + ".join(flips), "test-time augmentation (--tta) averages the flips "
-                                                        "training used"))
-    if resources.budget_s:
-        decisions.append(Decision("time_budget", format_duration(resources.budget_s),
-                                  "epochs are set at the start of training from a timed warm-up so that the "
-                                  "cosine schedule ends within the budget", "train.time_budget"))
-    else:
-        epochs, epochs_reason = plan_epochs(fp.train_images, batch)
-        decisions.append(Decision("epochs", epochs, epochs_reason, "train.epochs"))
-    devices = ["gpu:0"] if resources.gpus else ["cpu:0"]
-    decisions += [
-        Decision("early_stopping_patience", None, "no early stopping: the cosine schedule runs to its floor",
-                 "train.early_stopping_patience"),
-        Decision("precision", "auto", f"auto resolves to {resolve_precision('auto', devices, gpus=resources.gpus)} "
-                                      "on this machine", "train.precision"),
-        Decision("validation", "data layer", "a val/ split when the dataset has one, else data.val_fraction of train/"),
-    ]
-    return Plan(decisions)
-
-
-def fingerprint_of(config, runs_dir=None):
-    """(Fingerprint, ScannedDataset): the configured dataset read once, as training reads it (layout facts,
-    mask encoding, class names: `app.core.train.scan_dataset`), with statistics; training can reuse the scan.
-
-    Raises:
-        DatasetError: every problem the scan found, one line per file.
-    """
-    from app.core.train import scan_dataset
-    from data.discovery import DatasetError
-    from data.fingerprint import build_fingerprint
-
-    scanned = scan_dataset(config, runs_dir, statistics=True)
-    result = scanned.result
-    if result.problems:
-        raise DatasetError(result.problems)
-    fingerprint = build_fingerprint(result.files, result.image_stats, result.class_table("train"), scanned.names,
-                                    scanned.channels, scanned.encoding.kind)
-    return fingerprint, scanned
-
-
-def read_config_file(path):
-    """The mapping of a YAML config file (errors name the file), or {} for None."""
-    if path is None:
-        return {}
-    load_config(path)  # reports unreadable files and unknown keys, naming them
-    with open(path) as handle:
-        return yaml.safe_load(handle) or {}
-
-
-def planned_config(path=None, overrides=(), resources=None, log=print, runs_dir=None):
-    """(config, plan, fingerprint, scan): defaults, then the dataset's plan, then the config file, then
-    `overrides`; the scan (`fingerprint_of`) can be passed on to `train` so the files are read once.
-
-    The dataset and how to read it come from the file and the overrides; every key they set wins over the plan.
-    """
-    from app.core.budget import parse_duration
-
-    user = load_config(path, overrides)
-    if resources is None:
-        resources = Resources.detect(parse_duration(user["train"].get("time_budget")))
-    fingerprint, scanned = fingerprint_of(user, runs_dir)
-    plan = make_plan(fingerprint, resources)
-    config = copy.deepcopy(DEFAULTS)
-    try:
-        _apply(config, plan.overrides())
-    except ConfigError as err:  # a key another branch removed: the plan must stay loadable
-        raise AssertionError(err) from None
-    updates = [read_config_file(path), *overrides]
-    for update in updates:
-        _apply(config, update)
-    if config["model"].get("name") != "unet" and not any("image_size" in u.get("data", {}) for u in updates):
-        from models.registry import required_divisor
-
-        divisor = required_divisor(config["model"]["name"], **{k: v for k, v in config["model"].items()
-                                                                if k != "name"})
-        config["data"]["image_size"] = [divisor * math.ceil(side / divisor) for side in plan["crop"]]
-        log(f"plan: crop {config['data']['image_size']} for {config['model']['name']} (sides multiples of {divisor})")
-    if not config["name"]:
-        config["name"] = user["name"]
-    return config, plan, fingerprint, scanned

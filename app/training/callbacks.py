@@ -13,8 +13,8 @@ import time
 import keras
 import numpy as np
 
-from app.core import interrupt
-from app.core.outputs import atomic_path
+from app.runtime import interrupt
+from app.runtime.outputs import atomic_path
 
 STOP_BACKUP_AFTER_SECONDS = 60
 """A stop mid-epoch writes a backup when the last one is older than this (or than the checkpoint interval):
@@ -117,7 +117,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 class StopOnSignal(keras.callbacks.Callback):
     """End training cleanly after the batch during which SIGINT or SIGTERM arrived.
 
-    Works inside `app.core.interrupt.deferred()`, which only records the signal. After a training batch it
+    Works inside `app.runtime.interrupt.deferred()`, which only records the signal. After a training batch it
     asks `backup` for a mid-epoch backup (see `AtomicBackupAndRestore.save_mid_epoch`) and raises
     `interrupt.Stopped` naming the epoch and batch; after a validation batch or an epoch end (put this callback
     after the backup, so the epoch is committed first) it raises at once.
@@ -248,3 +248,19 @@ class TimeLedger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.seconds["training"] = (time.monotonic() - self._start - self.seconds["validation"]
                                     - self.seconds["saving"])
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose best value and patience counter continue from an earlier history."""
+
+    def __init__(self, history, **kwargs):
+        super().__init__(**kwargs)
+        self._history = history
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._set_monitor_op()
+        for epoch, value in zip(self._history.get("epoch", []), self._history.get(self.monitor, [])):
+            self.wait += 1
+            if self._is_improvement(value, self.best):
+                self.best, self.best_epoch, self.wait = value, int(epoch), 0

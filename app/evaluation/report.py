@@ -14,14 +14,25 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from app.core.evaluate import (confusion_matrix, hd95_per_class, mean_over_images, per_class_dict, per_image_scores,
-                               scores_table)
-from app.core.inference import load_predictor, predict_labels
-from app.core.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
-from app.core.palette import display_image
-from app.core.plots import plot_confusion_matrix, plot_overlay_panel
+from app.evaluation.plots import plot_confusion_matrix, plot_overlay_panel
+from app.evaluation.scores import (
+    confusion_matrix,
+    hd95_per_class,
+    mean_over_images,
+    multilabel_scores_table,
+    per_class_dict,
+    per_image_scores,
+    scores_table,
+)
+from app.inference.multilabel import DEFAULT_THRESHOLD, probabilities
+from app.inference.palette import display_image
+from app.inference.predictor import load_predictor, predict_labels
+from app.runtime.outputs import dataset_folders, output_dir, prepare_output_folder, write_text
 from data.layouts import DatasetError, dataset_source
+from data.masks import read_image
+from data.multilabel import MULTILABEL
 from data.scan import mask_encoding
+from models.multilabel_metrics import multilabel_counts, multilabel_scores
 
 
 def from_run_config(err, run_dir, path):
@@ -60,7 +71,7 @@ def predict_pair(predictor, row, encoding, options=None):
 
 def evaluate_rows(predictor, rows, encoding, options=None, hd95=False):
     """Summed confusion matrix and a per-image DataFrame: image, mask, miou, pixel_accuracy, mean_dice, then
-    dice_<class> and iou_<class> (`app.core.evaluate.per_image_scores`) and, with `hd95`, hd95_<class>."""
+    dice_<class> and iou_<class> (`app.evaluation.scores.per_image_scores`) and, with `hd95`, hd95_<class>."""
     total = np.zeros((predictor.num_classes,) * 2, np.int64)
     per_image = []
     for row in tqdm(list(rows.itertuples(index=False)), unit="image", disable=None):
@@ -145,17 +156,15 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
-    `options` (tile, overlap, blend, tta) go to `app.core.inference.predict_labels`. Multi-label runs get the
-    report of `app.core.multilabel.write_report` (per-class scores at `threshold`, default 0.5; no overlays).
+    `options` (tile, overlap, blend, tta) go to `app.inference.predictor.predict_labels`. Multi-label runs get the
+    report of `app.evaluation.report.write_multilabel_report` (per-class scores at `threshold`, default 0.5; no overlays).
     summary.json's `per_image` holds the means over images of per_image.csv's scores
-    (`app.core.evaluate.mean_over_images`); `hd95` adds the 95th-percentile Hausdorff distance per class (`app.core.evaluate.hd95`, pixels of the full-size masks).
+    (`app.evaluation.scores.mean_over_images`); `hd95` adds the 95th-percentile Hausdorff distance per class (`app.evaluation.scores.hd95`, pixels of the full-size masks).
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)
     if predictor.multilabel:
-        from app.core import multilabel
-
-        return multilabel.write_report(predictor, run_dir, data, split, out, threshold or multilabel.DEFAULT_THRESHOLD,
+        return write_multilabel_report(predictor, run_dir, data, split, out, threshold or DEFAULT_THRESHOLD,
                                        options, log)
     if threshold is not None:
         raise ValueError(f"{run_dir}: --threshold applies to multi-label runs only (data.mask: multilabel)")
@@ -203,5 +212,61 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
         figures.append(("Training curves", run_dir / "curves.png"))
     page = _html(f"Evaluation of {run_dir.name} on {split}", meta, summary, table, figures, shown)
     write_text(out / "report.html", page)
+    log(f"report: {out / 'report.html'}")
+    return out, result
+
+
+def multilabel_rows(predictor, rows, encoding, threshold=DEFAULT_THRESHOLD, options=None):
+    """(counts (C, 3), true pixels (C,), valid pixels (C,), per-image DataFrame) of a split's rows."""
+    num_classes = predictor.num_classes
+    counts = np.zeros((num_classes, 3), np.int64)
+    positives, pixels = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
+    per_image = []
+    for row in tqdm(list(rows.itertuples(index=False)), unit="image", disable=None):
+        image = read_image(row.image, predictor.channels)
+        truth = encoding.read(row.mask)
+        if truth.shape[:2] != image.shape[:2]:
+            raise ValueError(f"{row.mask}: mask is {truth.shape[1]}x{truth.shape[0]} but its image {row.image} "
+                             f"is {image.shape[1]}x{image.shape[0]} (WxH)")
+        image_counts = multilabel_counts(truth, probabilities(predictor, image, **(options or {})), threshold)
+        counts += image_counts
+        positives += (truth == 1).reshape(-1, num_classes).sum(0)
+        pixels += (truth <= 1).reshape(-1, num_classes).sum(0)
+        scores = multilabel_scores(image_counts)
+        per_image.append({"image": row.image, "mask": row.mask, "miou": scores["miou"],
+                          "mean_dice": scores["mean_dice"]})
+    return counts, positives, pixels, pd.DataFrame(per_image, columns=["image", "mask", "miou", "mean_dice"])
+
+
+def write_multilabel_report(predictor, run_dir, data=None, split="val", out=None, threshold=DEFAULT_THRESHOLD, options=None,
+                 log=print):
+    """Evaluate a multi-label run on a split; returns (folder, summary dict).
+
+    The folder (default `<run>/report-<split>`) holds per_class.csv (iou, dice, precision, recall, pixel_share,
+    tp, fp, fn), per_image.csv (miou, mean_dice), summary.json and report.html.
+    """
+
+    run_dir = pathlib.Path(run_dir)
+    config = copy.deepcopy(predictor.config)
+    if data is not None:
+        config["data"]["path"] = str(data)
+    rows, encoding = split_rows(config, split, predictor.num_classes)
+    out = output_dir(out if out is not None else run_dir / f"report-{split}")
+    log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images, multi-label, "
+        f"threshold {threshold})")
+    counts, positives, pixels, per_image = multilabel_rows(predictor, rows, encoding, threshold, options)
+    table, summary = multilabel_scores_table(counts, predictor.class_names, positives, pixels)
+    log(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    log("  ".join(f"{key} {value:.4f}" for key, value in summary.items()))
+    write_text(out / "per_class.csv", table.to_csv())
+    write_text(out / "per_image.csv", per_image.to_csv(index=False))
+    meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
+            "images": len(rows), "mask": MULTILABEL, "threshold": threshold,
+            "prediction": {k: v for k, v in (options or {}).items() if v}}
+    result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table)}
+    write_text(out / "summary.json", json.dumps(result, indent=2))
+    figures = [("Training curves", run_dir / "curves.png")] if (run_dir / "curves.png").is_file() else []
+    write_text(out / "report.html", _html(f"Evaluation of {run_dir.name} on {split} (multi-label)", meta, summary,
+                                          table, figures, []))
     log(f"report: {out / 'report.html'}")
     return out, result

@@ -1,7 +1,7 @@
 """Configuration schema: the type and range of every key, checked before anything is written.
 
 `RULES` maps "section.key" to a rule; a rule turns a value into its checked form or raises `Invalid` with
-what is allowed. A new config key gets its rule here, next to the key's default in `app.core.config.DEFAULTS`.
+what is allowed. A new config key gets its rule here, next to the key's default in `app.config.loading.DEFAULTS`.
 Keys without a rule pass through unchecked: the open sections (model, loss) hold builder and loss options
 that their registries check, and names owned by a registry (layouts, architectures, losses) are checked there,
 with the list of valid names.
@@ -199,7 +199,7 @@ def normalization(value):
 
 def duration(value):
     """Seconds, or text such as 90s, 30m, 1h, 1h30m."""
-    from app.core.budget import parse_duration
+    from app.config.durations import parse_duration
 
     try:
         parse_duration(value)

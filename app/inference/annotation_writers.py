@@ -1,7 +1,7 @@
 """Predictions as annotations a labelling tool opens: CVAT "Segmentation mask 1.1", LabelMe JSON, COCO JSON.
 
 Each writer takes (image path, class-index mask) pairs and writes the files a tool imports; what it writes reads
-back (`app.core.import_annotations`, the `--data` layouts) to the same masks: exactly for CVAT and COCO RLE,
+back (`app.dataset.importing`, the `--data` layouts) to the same masks: exactly for CVAT and COCO RLE,
 within the polygon tolerance for LabelMe and COCO polygons.
 
 Polygons (LabelMe, COCO polygons) have no holes. One polygon is written per connected region (8-connected)
@@ -20,7 +20,7 @@ import pathlib
 import cv2
 import numpy as np
 
-from app.core.outputs import output_dir, write_image, write_text
+from app.runtime.outputs import output_dir, write_image, write_text
 from data.layouts.label_files import BACKGROUND_NAMES
 
 LABELME_VERSION = "5.5.0"
