@@ -54,16 +54,8 @@ def device_lines():
     """The `--devices` report: backend, devices, GPUs, CPU, the precision of `train.precision: auto`, warnings."""
     import keras
 
-    from app.runtime.devices import (
-        BF16_CPU_FLAGS,
-        cpu_flags,
-        cpu_model,
-        device_warnings,
-        gpu_details,
-        resolve_precision,
-        system_nvidia_gpus,
-        tensorflow_wheels,
-    )
+    from app.runtime.devices import (BF16_CPU_FLAGS, cpu_flags, cpu_model, device_warnings, gpu_details,
+                                     resolve_precision, system_nvidia_gpus, tensorflow_wheels)
 
     backend = keras.backend.backend()
     module = importlib.import_module("tensorflow" if backend == "tensorflow" else backend)

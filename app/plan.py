@@ -52,7 +52,7 @@ def config_text(config, plan):
     for decision in plan.decisions:
         target = decision.key or decision.name
         lines.append(f"#   {target}: {decision.value if decision.value is not None else 'null'} -- {decision.reason}")
-    return "\n".join(lines) + "\n" + yaml.safe_dump(config, sort_keys=False)
+    return "\n".join(lines) + "\n" + yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
 @fail_cleanly
@@ -62,7 +62,7 @@ def main(argv=None):
     from app.runtime.outputs import write_text
 
     config, plan, fingerprint, _ = planned_config(args.config, overrides_from(args))
-    print(f"fingerprint of {config['data']['path']}:")
+    print(f"fingerprint of {config.data.path}:")
     print(yaml.safe_dump(fingerprint.to_dict(), sort_keys=False, width=110).rstrip())
     print("\nplan:")
     print(plan.table())

@@ -106,7 +106,7 @@ def main(argv=None):
         config, plan, _, scanned = planned_config(config_path, overrides_from(args), runs_dir=args.runs_dir)
         changed = plan.set_elsewhere(config)
         print(f"plan: {describe(config)} ({'flags and config set ' + ', '.join(changed) if changed else 'as planned'}"
-              f"; python -m app.plan --data {args.data or config['data']['path']} explains each choice)")
+              f"; python -m app.plan --data {args.data or config.data.path} explains each choice)")
     else:
         config, scanned = load_config(config_path, overrides_from(args)), None
     train(config, runs_dir=args.runs_dir, fresh=args.fresh, distribute=args.distribute, started=started,

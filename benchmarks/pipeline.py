@@ -18,7 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from app.config.loading import DEFAULTS  # noqa: E402
+from app.config.schema import Config  # noqa: E402
 from data.discovery import discover  # noqa: E402
 from data.masks import MaskEncoding  # noqa: E402
 from data.pipeline import build_dataset  # noqa: E402
@@ -31,7 +31,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 def pipeline_rate(frame, encoding, crop, batch, epochs):
     """Images per second of the training pipeline, median over epochs after a warm-up epoch."""
     dataset = build_dataset(frame, encoding, training=True, batch_size=batch, crop_size=crop,
-                            augment_options=DEFAULTS["augment"], seed=0)
+                            augment_options=Config().augment.options(), seed=0)
     rates = []
     for epoch in range(epochs + 1):
         start, count = time.perf_counter(), 0
@@ -49,7 +49,7 @@ def training_rate(crop, batch, num_classes, steps):
     from models.losses import get_loss
     from models.registry import get_model
 
-    options = {k: v for k, v in DEFAULTS["model"].items() if k != "name"}
+    options = Config().model.builder_options()
     model = get_model("unet", input_shape=(*crop, 3), num_classes=num_classes, **options)
     model.compile(optimizer="adamw", loss=get_loss("dice_ce", num_classes=num_classes, ignore_class=255))
     images = np.random.rand(batch, *crop, 3).astype("float32")

@@ -47,7 +47,7 @@ def main(argv=None):
                                         "model": {"name": "unet", "depth": 4, "base_filters": 32}}])
     scanned = scan_dataset(config)
     frame, encoding = scanned.source.frame, scanned.encoding
-    config["data"]["channels"] = scanned.channels
+    config.data.channels = scanned.channels
 
     def load(rows):
         images = np.stack([cv2.resize(read_image(p, scanned.channels), SIZE[::-1], interpolation=cv2.INTER_AREA)

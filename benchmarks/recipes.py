@@ -55,9 +55,9 @@ def fit_time(run_dir):
 def train_images(config):
     from data.discovery import discover
 
-    data = config["data"]
-    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
-                     data["val_fraction"], config["seed"])
+    data = config.data
+    frame = discover(data.path, data.layout, data.images_dir, data.masks_dir, data.instances_dir, data.val_fraction,
+                     config.seed)
     return int((frame["split"] == "train").sum()), int((frame["split"] == "val").sum())
 
 
@@ -72,19 +72,18 @@ def scores(summary, names):
 
 
 def recipe_row(run_dir):
-    import yaml
-
+    from app.config.loading import load_run_config
     from app.evaluation.report import write_report
     from app.inference.predictor import load_predictor
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = load_run_config(run_dir / "config.yaml")
     seconds, epochs = fit_time(run_dir)
     train_count, val_count = train_images(config)
     model = load_predictor(run_dir).model
-    row = {"run": str(run_dir), "recipe": config["name"], "model": config["model"]["name"],
+    row = {"run": str(run_dir), "recipe": config.name, "model": config.model.name,
            "parameters": model.count_params(),
            "precision": next(layer.dtype_policy.name for layer in model.layers if layer.weights),
-           "crop": config["data"]["image_size"], "resize": config["data"]["resize"], "epochs": epochs,
+           "crop": config.data.image_size, "resize": config.data.resize, "epochs": epochs,
            "train_images": train_count, "val_images": val_count, "fit_minutes": seconds / 60,
            "train_images_per_s": train_count * epochs / seconds}
     for suffix, options in (("", {}), ("_tta", {"tta": True})):

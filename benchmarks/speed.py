@@ -156,15 +156,15 @@ class KerasArm:
             self.dataset = prepared.train.repeat()
             self.images, self.labels = (np.asarray(t) for t in next(iter(prepared.train)))
         self.model = trainer.compile_model(trainer.build_model(self.config, num_classes), self.config, prepared)
-        options = {k: v for k, v in self.config["model"].items() if k != "name"}
+        options = self.config.model.builder_options()
         fixed = get_model("unet", (spec["size"], spec["size"], 3), num_classes, **options)
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
         self.info = {"params": int(self.model.count_params()), "trainable_params": trainable,
                      "gflops_per_image": count_flops(fixed) / 1e9, "backend": keras.backend.backend(),
-                     "train_settings": {k: self.config["train"][k] for k in
+                     "train_settings": {k: getattr(self.config.train, k) for k in
                                         ("precision", "jit_compile", "optimizer", "learning_rate", "weight_decay",
                                          "schedule", "steps_per_execution")},
-                     "jit_compile_resolved": self.model.jit_compile, "loss": self.config["loss"]["name"],
+                     "jit_compile_resolved": self.model.jit_compile, "loss": self.config.loss.name,
                      "num_classes": num_classes, "base_filters": options["base_filters"]}
         del fixed
 

@@ -157,9 +157,7 @@ def main(argv=None):
         for label, extra in (("scratch", {}), ("dsb2018", {"model": {"encoder_from": str(pretrained)},
                                                           "train": finetune})):
             config = config_for(TARGETS[target], args, args.epochs, args.time_budget,
-                                name=f"transfer-{target}-{label}")
-            for key, value in extra.items():
-                config[key].update(value)
+                                name=f"transfer-{target}-{label}", **extra)
             run_dir, seconds = run(config, args.runs_dir, f"{target}/{label}")
             rows.append(summary(label, target, run_dir, seconds))
     write(rows, args)

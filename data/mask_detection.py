@@ -10,6 +10,8 @@ fix it, and values or colours beyond them are one error; a benchmark's list (`st
 150) only names the classes the masks use and is said in the reason. Without either the count is what the masks use,
 and a top value in a handful of pixels of one or two masks (a stray value) stops rather than adding empty classes.
 JPEG masks of a few grey levels are snapped to them (`MaskEncoding.levels`).
+The survey and the decision stay in one module (past 400 lines): each rule of the decision reads the survey's
+counts, and the reasons it writes quote them.
 """
 import concurrent.futures
 import dataclasses

@@ -7,6 +7,8 @@ through a nested `keras.Model` named "encoder" whose outputs are the last featur
 Keras's cache `$KERAS_HOME/models/` or downloaded like Keras when the machine is online), from a local `.h5` /
 `.weights.h5` file or a keras-hub preset. Every load is reported: tensors loaded, and which were skipped and why.
 MiT (SegFormer's encoder) is our own (`models.mit`, any input size), loading keras-hub MiT presets by name.
+The registry, the weight loading and its report stay in one module (past 400 lines): every family goes through
+the same load-and-report path, and splitting them would put the registry's entries apart from their loader.
 """
 import dataclasses
 import functools

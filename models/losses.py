@@ -8,6 +8,9 @@ Shared conventions:
   Void pixels contribute nothing to a loss, neither to its numerator nor to its denominator.
 - `sample_weight`: per-pixel map (B, H, W) (e.g. `data.weight_maps.unet_border_weights`).
 - `class_weights`: C non-negative numbers, one per class.
+
+One module for all losses, though it runs past 400 lines: they share these conventions and the helpers below,
+and the parity tests against smp and PyTorch read them side by side.
 """
 import keras
 import numpy as np

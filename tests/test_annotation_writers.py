@@ -12,13 +12,8 @@ from PIL import Image
 from app.config.loading import load_config
 from app.dataset.checking import check_dataset
 from app.dataset.importing import import_annotations
-from app.inference.annotation_writers import (
-    CVAT_HEADER,
-    LABELME_VERSION,
-    annotation_writer,
-    merge_small_regions,
-    polygons,
-)
+from app.inference.annotation_writers import (CVAT_HEADER, LABELME_VERSION, annotation_writer, merge_small_regions,
+                                              polygons)
 from app.inference.palette import default_palette
 from app.inference.predictor import load_predictor, predict_labels
 from app.inference.ranking import ranking_table, uncertainty

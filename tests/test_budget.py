@@ -76,11 +76,14 @@ def test_epochs_of_fewer_steps_end_the_schedule_at_its_floor(tmp_path):
 
 
 def test_resume_ignores_epochs_derived_from_a_budget():
-    config = {"train": {"epochs": 7, "time_budget": "1m"}, "seed": 1}
-    assert comparable(config) == comparable({"train": {"epochs": 40, "time_budget": "1m"}, "seed": 1})
-    assert comparable(config) != comparable({"train": {"epochs": 7, "time_budget": "2m"}, "seed": 1})
-    assert comparable({"train": {"epochs": 7, "time_budget": None}}) != comparable(
-        {"train": {"epochs": 8, "time_budget": None}})
+    from app.config.loading import load_config
+
+    def config(epochs, budget):
+        return comparable(load_config(overrides=[{"train": {"epochs": epochs, "time_budget": budget}, "seed": 1}]))
+
+    assert config(7, "1m") == config(40, "1m")
+    assert config(7, "1m") != config(7, "2m")
+    assert config(7, None) != config(8, None)
 
 
 def test_validation_is_timed_on_a_few_batches_and_scaled_by_pixels():
@@ -139,7 +142,7 @@ def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
     config = load_config(overrides=[{"train": {"time_budget": "10m"}}])
     saved = load_config(overrides=[{"train": {"time_budget": "10m", "epochs": 17, "warmup_epochs": 0.5,
                                               "steps_per_epoch": 5}}])
-    run = tmp_path / f"{config['name']}-20260101-000000"
+    run = tmp_path / f"{config.name}-20260101-000000"
     (run / "backup").mkdir(parents=True)
     dump_config(saved, run / "config.yaml")
     (run / "budget.json").write_text(json.dumps({"budget_s": 600, "epochs": 17, "elapsed_s": 250.0,
@@ -148,8 +151,8 @@ def test_resume_keeps_the_epochs_and_counts_the_time_already_used(tmp_path):
     assert find_resumable_run(tmp_path, load_config(overrides=[{"train": {"time_budget": "20m"}}])) is None
     lines = []
     budget = fit_to_budget(config, None, types.SimpleNamespace(mode="none"), run, time.monotonic(), lines.append)
-    assert config["train"]["epochs"] == budget.epochs == 17 and config["train"]["warmup_epochs"] == 0.5
-    assert config["train"]["steps_per_epoch"] == 5
+    assert config.train.epochs == budget.epochs == 17 and config.train.warmup_epochs == 0.5
+    assert config.train.steps_per_epoch == 5
     assert 250 <= budget.elapsed() < 260
     assert "resumed run used 250 s" in lines[0] and "epochs stay 17" in lines[0]
     with pytest.raises(ConfigError, match="multiworker"):
@@ -162,6 +165,7 @@ PEAK = 0.01
 def guarded_fit(run_dir, planned, seconds, sleep_s, max_epochs=0):
     """Fit a tiny model for `planned` epochs (up to `max_epochs`) under a BudgetGuard of `seconds`, each epoch
     end taking `sleep_s` more than the zero-cost estimate; returns (budget, learning rate per epoch, log lines)."""
+    from app.config.schema import Train
     from app.training.budget import Budget, _adjustable_schedule
     from app.training.budget_guard import BudgetGuard
 
@@ -178,7 +182,7 @@ def guarded_fit(run_dir, planned, seconds, sleep_s, max_epochs=0):
     budget = Budget(seconds, time.monotonic(), estimate=estimate, length=length, train_rows=rows)
     budget.set_epochs(planned)
     budget.max_epochs = max_epochs
-    train_config = {"epochs": planned, "batch_size": batch, "warmup_epochs": 0}
+    train_config = Train(epochs=planned, batch_size=batch, warmup_epochs=0)
     lines, rates = [], []
     pace = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: time.sleep(sleep_s))
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: rates.append(float(optimizer.learning_rate)))

@@ -10,15 +10,8 @@ import pytest
 
 from models import encoders
 from models.deeplabv3plus import _mobilenetv2_dilation, _resnet50_dilation
-from models.encoders import (
-    APPLICATIONS_URL,
-    ENCODERS,
-    EncoderWeightsError,
-    dilation_changes,
-    encoder_layers,
-    imagenet_weights_path,
-    load_encoder_from,
-)
+from models.encoders import (APPLICATIONS_URL, ENCODERS, EncoderWeightsError, dilation_changes, encoder_layers,
+                             imagenet_weights_path, load_encoder_from)
 from models.finetune import check_finetune_options, finetune_callbacks
 from models.mit import MIT_VARIANTS, build_mit, hub_weight_paths
 from models.registry import get_model, required_divisor
@@ -432,11 +425,11 @@ def test_info_describes_an_encoder_model(capsys):
 
 
 def test_config_with_an_encoder_drops_the_plain_unet_defaults():
-    from app.config.loading import load_config, model_options, parse_override
+    from app.config.loading import load_config, parse_override
 
     config = load_config(overrides=[parse_override(f"model.encoder={SMALL}")])
-    assert model_options(config) == {"encoder": SMALL}
-    assert config["train"]["freeze_encoder_epochs"] == 0 and config["train"]["encoder_lr_scale"] == 1.0
+    assert config.model.builder_options() == {"encoder": SMALL}
+    assert config.train.freeze_encoder_epochs == 0 and config.train.encoder_lr_scale == 1.0
 
 
 @pytest.mark.slow

@@ -8,16 +8,8 @@ import pytest
 import tensorflow as tf
 
 from app import export, train
-from app.exporting.exporters import (
-    FORMATS,
-    ExportError,
-    ParityError,
-    convert_tflite,
-    export_run,
-    float32_model,
-    litert_compatible,
-    tflite_archive,
-)
+from app.exporting.exporters import (FORMATS, ExportError, ParityError, convert_tflite, export_run, float32_model,
+                                     litert_compatible, tflite_archive)
 from app.inference.litert import LiteRTModel
 from data.masks import read_image
 from models.registry import MODELS, get_model

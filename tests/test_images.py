@@ -204,8 +204,8 @@ def test_percentiles_refuse_mixed_bit_depths(tmp_path):
     frame = discover(root, val_fraction=0.0)
     result = scan(frame, mask_encoding({}, frame), channels=1)
     with pytest.raises(DatasetError, match=r"s1.png: uint8 image, but .*s0.tif is uint16: .*data.normalization=unit"):
-        resolve_normalization({"normalization": "auto", "channels": 1}, result)
-    unit = resolve_normalization({"normalization": "unit", "channels": 1}, result)
+        resolve_normalization("auto", 1, result)
+    unit = resolve_normalization("unit", 1, result)
     assert unit == Normalization()
 
 

@@ -8,14 +8,8 @@ import sys
 import pytest
 
 from app.info import main
-from app.runtime.devices import (
-    bfloat16_cost_warning,
-    device_warnings,
-    gpu_details,
-    resolve_precision,
-    system_nvidia_gpus,
-    tensorflow_wheels,
-)
+from app.runtime.devices import (bfloat16_cost_warning, device_warnings, gpu_details, resolve_precision,
+                                 system_nvidia_gpus, tensorflow_wheels)
 
 H100 = "NVIDIA H100 80GB HBM3"
 REPO = pathlib.Path(__file__).parents[1]

@@ -228,8 +228,8 @@ def test_run_palette_gives_the_class_colours_to_predict(tmp_path):
 
     colours = voc_colormap()[:3]
     write_class_palette(tmp_path / "palette.csv", ["bg", "a", "b"], colours)
-    np.testing.assert_array_equal(class_colours({"data": {}}, 3, tmp_path), colours)
-    assert not np.array_equal(class_colours({"data": {}}, 3), colours)
+    np.testing.assert_array_equal(class_colours(None, 3, tmp_path), colours)
+    assert not np.array_equal(class_colours(None, 3), colours)
 
 
 def test_a_stray_top_value_in_one_mask_is_reported_with_the_flag(tmp_path):

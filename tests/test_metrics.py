@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from models.metrics import (
-    ConfusionMatrixMetric,
-    confusion_scores,
-    confusion_scores_ops,
-    metric_name,
-    segmentation_metrics,
-)
+from models.metrics import (ConfusionMatrixMetric, confusion_scores, confusion_scores_ops, metric_name,
+                            segmentation_metrics)
 
 pytestmark = pytest.mark.multibackend
 

@@ -332,12 +332,8 @@ def test_losses_by_name_serialise_and_train_a_model():
 
 @pytest.mark.multibackend
 def test_metrics_match_numpy_counts_and_skip_void():
-    from models.multilabel_metrics import (
-        MultilabelConfusionMetric,
-        multilabel_counts,
-        multilabel_metrics,
-        multilabel_scores,
-    )
+    from models.multilabel_metrics import (MultilabelConfusionMetric, multilabel_counts, multilabel_metrics,
+                                           multilabel_scores)
 
     y, z = _random_batch(7, void=0.2)
     counts = multilabel_counts(y, _sigmoid(z))

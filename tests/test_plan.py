@@ -10,16 +10,8 @@ import yaml
 from app.dataset.scanning import scan_dataset
 from app.plan import main as plan_main
 from app.planning.plan import Resources, describe, make_plan, planned_config
-from app.planning.rules import (
-    gravity_aligned,
-    plan_batch,
-    plan_crop,
-    plan_depth,
-    plan_loss,
-    plan_width,
-    unet_receptive_field,
-    working_scale,
-)
+from app.planning.rules import (gravity_aligned, plan_batch, plan_crop, plan_depth, plan_loss, plan_width,
+                                unet_receptive_field, working_scale)
 from data.fingerprint import Fingerprint, ObjectStats, components
 
 CPU = Resources(gpus=[], memory_bytes=4 * 1024**3)
@@ -88,7 +80,7 @@ def test_fingerprint_of_real_files(tmp_path):
     assert fp.class_row["class_1"] == pytest.approx(6 / 48) and fp.class_row["class_2"] == pytest.approx(42 / 48)
     assert fp.total_pixels == 4 * 48 * 64
     assert yaml.safe_load(yaml.safe_dump(fp.to_dict()))["objects"]["class_2"]["count"] == 3
-    assert config["augment"]["vflip"] == 0.0  # class 1 on top, class 2 at the bottom: gravity-aligned
+    assert config.augment.vflip == 0.0  # class 1 on top, class 2 at the bottom: gravity-aligned
 
 
 def test_plan_reads_the_data_as_training_does_and_training_reuses_its_scan(tmp_path):
@@ -105,7 +97,7 @@ def test_plan_reads_the_data_as_training_does_and_training_reuses_its_scan(tmp_p
     config, _, fp, scanned = planned_config(overrides=[{"data": {"path": str(tmp_path)}}], resources=CPU)
     assert list(fp.class_share) == ["Sky", "Road", "Car"] and scanned.encoding.void == 3
     assert scan_dataset(config, reuse=scanned) is scanned  # the plan's resize and crop do not change the files read
-    other = scan_dataset({**config, "seed": config["seed"] + 1}, reuse=scanned)  # a seed changes a carved split
+    other = scan_dataset(config.model_copy(update={"seed": config.seed + 1}), reuse=scanned)  # a seed changes a carved split
     assert other is not scanned and len(other.source.frame) == 6 and other.encoding.void == 3
 
 
@@ -235,11 +227,11 @@ def test_flags_and_config_keys_win_over_the_plan(tmp_path):
     user = tmp_path / "user.yaml"
     user.write_text("data: {path: data/nuclei, mask: binary}\ntrain: {batch_size: 3}\n")
     config, plan, *_ = planned_config(user, [{"augment": {"vflip": 0.0}}, {"model": {"depth": 2}}], resources=CPU)
-    assert plan["vflip"] == 0.5 and config["augment"]["vflip"] == 0.0
-    assert plan["batch_size"] != 3 and config["train"]["batch_size"] == 3
-    assert plan["depth"] == 5 and config["model"]["depth"] == 2
-    assert config["data"]["image_size"] == plan["crop"] and config["train"]["early_stopping_patience"] is None
-    assert config["name"] == "nuclei-unet"
+    assert plan["vflip"] == 0.5 and config.augment.vflip == 0.0
+    assert plan["batch_size"] != 3 and config.train.batch_size == 3
+    assert plan["depth"] == 5 and config.model.depth == 2
+    assert config.data.image_size == plan["crop"] and config.train.early_stopping_patience is None
+    assert config.name == "nuclei-unet"
     assert sorted(plan.set_elsewhere(config)) == ["augment.vflip", "model.depth", "train.batch_size"]
     crop = "x".join(map(str, plan["crop"]))
     assert describe(config).startswith(f"crop {crop}, unet d2 f{plan['base_filters']}, batch 3, {plan['loss']}")
@@ -256,7 +248,7 @@ def test_plan_command_writes_a_config_that_trains(tmp_path, capsys):
     assert out.read_text().startswith("# Training plan")
     from app.config.loading import load_config
 
-    assert load_config(out)["model"]["depth"] == written["model"]["depth"]
+    assert load_config(out).model.depth == written["model"]["depth"]
     assert plan_main(["--data", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert math.isfinite(written["augment"]["rotate"])
@@ -270,7 +262,7 @@ def test_another_model_gets_the_planned_crop_on_its_divisor(tmp_path):
     assert make_plan(planned_config(overrides=overrides, resources=CPU)[2], CPU)["crop"] == [40, 56]
     config, plan, *_ = planned_config(overrides=overrides + [{"model": {"name": "fcn8s"}}], resources=CPU,
                                      log=lambda *_: None)
-    assert config["model"] == {"name": "fcn8s"} and config["data"]["image_size"] == [64, 64]
+    assert config.model.options() == {"name": "fcn8s"} and config.data.image_size == [64, 64]
     assert {"model.name", "data.image_size"} <= set(plan.set_elsewhere(config))
     assert describe(config).startswith("crop 64x64, fcn8s, batch")
 

@@ -59,7 +59,7 @@ def test_auto_precision_builds_the_resolved_policy():
 
 
 def test_default_precision_is_auto_and_float32_without_bfloat16_hardware():
-    assert load_config()["train"]["precision"] == "auto"
+    assert load_config().train.precision == "auto"
     assert resolve_precision("auto", ["cpu:0"], {"avx2"}, gpus=[]) == "float32"
 
 

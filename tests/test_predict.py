@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from app.inference import predictor as inference
+from app.config.schema import Augment, Config
 from app.inference.predictor import load_predictor, model_logits, predict_image, tile_weights, tta_flips
 from app.predict import main
 from data.masks import read_image
@@ -107,9 +108,12 @@ def test_tta_averages_the_flips_the_run_trained_with():
     batch = np.random.default_rng(0).random((1, 4, 6, 1), dtype=np.float32)
     np.testing.assert_allclose(model_logits(LeftToRight(), batch, ((1,),)), batch + np.arange(6)[:, None])  # up-down: same
     np.testing.assert_allclose(model_logits(LeftToRight(), batch, ((2,),)), batch + 2.5)  # left-right: mean column
-    assert tta_flips({"augment": {"hflip": 0.5, "vflip": 0.0}}) == ((2,),)
-    assert tta_flips({"augment": {"hflip": 0.5, "vflip": 0.5}}) == ((2,), (1,))
-    assert tta_flips({"augment": {"hflip": 0, "vflip": 0}}) == ()
+    def flips(hflip, vflip):
+        return tta_flips(Config(augment=Augment(hflip=hflip, vflip=vflip)))
+
+    assert flips(0.5, 0.0) == ((2,),)
+    assert flips(0.5, 0.5) == ((2,), (1,))
+    assert flips(0, 0) == ()
     assert tta_flips(None) == ((2,), (1,))
 
 

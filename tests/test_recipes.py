@@ -22,9 +22,9 @@ def test_recipe_smoke(tmp_path, monkeypatch, recipe):
     shared_dataset(RECIPES[recipe])
     monkeypatch.chdir(REPO)
     config = load_config(REPO / "configs" / recipe)
-    data = config["data"]
-    frame = discover(data["path"], data["layout"], data["images_dir"], data["masks_dir"], data["instances_dir"],
-                     data["val_fraction"], config["seed"])
+    data = config.data
+    frame = discover(data.path, data.layout, data.images_dir, data.masks_dir, data.instances_dir, data.val_fraction,
+                     config.seed)
     subset = frame.groupby("split").head(4)
     for column in ("image", "mask", "instances"):
         subset[column] = subset[column].map(lambda path: path and str((REPO / path).resolve()))
@@ -34,5 +34,5 @@ def test_recipe_smoke(tmp_path, monkeypatch, recipe):
     run_dir = train(config, runs_dir=tmp_path / "runs")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["split"] == "val"
-    assert len(metrics["per_class"]) == (config["data"]["num_classes"] or 2)
+    assert len(metrics["per_class"]) == (config.data.num_classes or 2)
     assert 0.0 <= metrics["miou"] <= 1.0

@@ -129,10 +129,10 @@ def test_early_stopping_patience_continues_from_the_history():
 
 
 def test_null_patience_leaves_early_stopping_out(tmp_path):
-    train = load_config()["train"]
+    train = load_config().train
     with_patience = fit_callbacks(train, "val_miou", tmp_path)
     stoppers = [c for c in with_patience if isinstance(c, keras.callbacks.EarlyStopping)]
-    assert len(stoppers) == 1 and stoppers[0].patience == train["early_stopping_patience"] == 15
-    without = fit_callbacks({**train, "early_stopping_patience": None}, "val_miou", tmp_path)
+    assert len(stoppers) == 1 and stoppers[0].patience == train.early_stopping_patience == 15
+    without = fit_callbacks(train.model_copy(update={"early_stopping_patience": None}), "val_miou", tmp_path)
     assert not [c for c in without if isinstance(c, keras.callbacks.EarlyStopping)]
     assert [type(c) for c in without] == [type(c) for c in with_patience if c is not stoppers[0]]

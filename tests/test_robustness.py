@@ -239,7 +239,7 @@ def test_schema_names_key_value_and_what_is_allowed(override, message):
 
 
 def test_schema_reads_yaml_1_1_exponents_and_reports_every_bad_key():
-    assert load_config(None, [parse_override("train.learning_rate=3e-3")])["train"]["learning_rate"] == 0.003
+    assert load_config(None, [parse_override("train.learning_rate=3e-3")]).train.learning_rate == 0.003
     with pytest.raises(ValueError) as err:
         load_config(None, [parse_override("train.epochs=0"), parse_override("seed=-1")])
     assert str(err.value).splitlines() == ["seed: -1 must be >= 0", "train.epochs: 0 must be >= 1"]
@@ -247,7 +247,7 @@ def test_schema_reads_yaml_1_1_exponents_and_reports_every_bad_key():
 
 def test_schema_lets_open_sections_and_keys_without_a_rule_through():
     config = load_config(None, [{"model": {"name": "unet", "encoder": "anything"}}, {"loss": {"gamma": 2}}])
-    assert config["model"]["encoder"] == "anything" and config["loss"]["gamma"] == 2
+    assert config.model.encoder == "anything" and config.loss.gamma == 2
 
 
 def test_bad_palette_csv_is_one_line_naming_the_file(tmp_path):

@@ -408,8 +408,8 @@ def test_a_run_stores_absolute_data_paths_and_says_where_a_missing_one_came_from
 
     (tmp_path / "good").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert load_config(None, [{"data": {"path": "good"}}])["data"]["path"] == str(tmp_path / "good")
-    assert load_config(None, [{"data": {"path": "nowhere"}}])["data"]["path"] == "nowhere"
+    assert load_config(None, [{"data": {"path": "good"}}]).data.path == str(tmp_path / "good")
+    assert load_config(None, [{"data": {"path": "nowhere"}}]).data.path == "nowhere"
     run, _ = tiny_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

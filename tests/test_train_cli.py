@@ -27,19 +27,37 @@ def train_here(capsys, *args):
     return code, capsys.readouterr().err
 
 
-def test_one_epoch_writes_a_complete_run_folder(tmp_path):
+def test_fit_prints_a_bar_on_a_terminal_and_one_line_per_epoch_elsewhere():
+    import io
+
+    from app.training.loop import fit_verbosity
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert fit_verbosity("auto", Terminal()) == 1
+    assert fit_verbosity("auto", io.StringIO()) == 2
+    assert fit_verbosity("epoch", Terminal()) == 2
+
+
+def test_two_epochs_write_a_complete_run_folder_and_one_log_line_each(tmp_path):
     data = write_shapes_dataset(tmp_path / "shapes", count=8, size=(48, 48), num_classes=3)
     runs = tmp_path / "runs"
-    done = run_train("--data", str(data), "--mask", "index", "--epochs", "1", "--runs-dir", str(runs),
-                     "--name", "shapes", *TINY)
+    quiet = TINY[:-2]  # train.verbose: auto, with stdout a pipe as in a CI log
+    done = run_train("--data", str(data), "--mask", "index", "--epochs", "2", "--runs-dir", str(runs),
+                     "--name", "shapes", *quiet)
     assert done.returncode == 0, done.stderr[-3000:]
+    epoch_lines = [line for line in done.stdout.splitlines() if "train_loss:" in line]
+    assert len(epoch_lines) == 2, done.stdout  # one line per epoch: no progress bar redrawn into the file
+    assert not any(c in done.stdout for c in "\b\r\x1b") and "iou_class" not in done.stdout.split("best model")[0]
     (run_dir,) = runs.iterdir()
     assert run_dir.name.startswith("shapes-")
     for name in ("config.yaml", "model.keras", "history.csv", "curves.png", "metrics.json"):
         assert (run_dir / name).stat().st_size > 0, name
     assert list((run_dir / "logs").rglob("events.out.tfevents*"))
     history = pd.read_csv(run_dir / "history.csv")
-    assert history["epoch"].tolist() == [0]
+    assert history["epoch"].tolist() == [0, 1]
     for column in ("loss", "val_loss", "miou", "val_miou", "val_iou_class_0", "val_iou_class_2"):
         assert column in history.columns
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -5,7 +5,6 @@ import pathlib
 import pandas as pd
 
 from app.config.errors import ConfigError
-from app.config.loading import model_options
 from app.dataset.prepared import check_size, resolve_normalization
 from app.dataset.scanning import scan_dataset
 from app.evaluation.plots import plot_class_shares
@@ -40,17 +39,17 @@ def check_dataset(config, runs_dir=None):
     problems = list(result.problems)
     norm = None
     if not (frame["split"] == "train").any():
-        problems.append(f"{config['data']['path']}: no training images (split 'train' is empty)")
+        problems.append(f"{config.data.path}: no training images (split 'train' is empty)")
     elif not result.problems:
         try:
-            norm = resolve_normalization(config["data"], result)
+            norm = resolve_normalization(config.data.normalization, scanned.channels, result)
         except DatasetError as err:
             problems += err.problems
         except NormalizationError as err:
             problems.append(str(err))
     try:
-        divisor = required_divisor(config["model"]["name"], **model_options(config))
-        check_size(tuple(config["data"]["image_size"]), divisor, config["model"]["name"])
+        divisor = required_divisor(config.model.name, **config.model.builder_options())
+        check_size(tuple(config.data.image_size), divisor, config.model.name)
     except ConfigError as err:
         problems.append(str(err))
     return DataCheck(frame, encoding, result, problems, source, norm)

@@ -5,7 +5,6 @@ import typing
 import pandas as pd
 
 from app.config.errors import ConfigError
-from app.config.loading import model_options
 from app.dataset.scanning import scan_dataset
 from data import normalization
 from data.discovery import DatasetError
@@ -71,28 +70,27 @@ def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
         DatasetError: every problem the scan found, one line per file.
     """
     source, encoding, names, result, _, channels, _ = scan_dataset(config, runs_dir, reuse=scanned)
-    data = {**config["data"], "channels": channels}
+    data = config.data
     frame = source.frame
     if result.problems:
         raise DatasetError(result.problems)
     train_rows = frame[frame["split"] == "train"]
     if train_rows.empty:
-        raise DatasetError([f"{data['path']}: no training images (split 'train' is empty)"])
-    norm = resolve_normalization(data, result)
-    divisor = divisor or required_divisor(config["model"]["name"], **model_options(config))
-    size = tuple(data["image_size"])
-    check_size(size, divisor, config["model"]["name"])
-    cache = data["cache"]
+        raise DatasetError([f"{data.path}: no training images (split 'train' is empty)"])
+    norm = resolve_normalization(data.normalization, channels, result)
+    divisor = divisor or required_divisor(config.model.name, **config.model.builder_options())
+    size = tuple(data.image_size)
+    check_size(size, divisor, config.model.name)
+    cache = data.cache
     if cache == "auto":
         pixels = (result.files["height"] * result.files["width"]).sum()
-        cache = pixels * (4 * data["channels"] + 1) < CACHE_LIMIT_BYTES
-    batch = config["train"]["batch_size"]
-    loss = config["loss"]
-    common = dict(encoding=encoding, batch_size=batch, channels=data["channels"], resize=data["resize"],
-                  border_weights=loss.get("border_weights"), one_hot=data["one_hot"], cache=bool(cache),
-                  seed=config["seed"], normalization=norm)
-    train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config["augment"], repeat=True,
-                          **common)
+        cache = pixels * (4 * channels + 1) < CACHE_LIMIT_BYTES
+    batch = config.train.batch_size
+    common = dict(encoding=encoding, batch_size=batch, channels=channels, resize=data.resize,
+                  border_weights=config.loss.border_weights, one_hot=data.one_hot, cache=bool(cache),
+                  seed=config.seed, normalization=norm)
+    train = build_dataset(train_rows, training=True, crop_size=size, augment_options=config.augment.options(),
+                          repeat=True, **common)
 
     def evaluation_pipeline(rows):
         return build_dataset(rows, training=False, divisor=divisor, **common)
@@ -100,23 +98,24 @@ def prepare_data(config, divisor=None, runs_dir=None, scanned=None):
     val_rows = frame[frame["split"] == "val"]
     val = evaluation_pipeline(val_rows) if len(val_rows) else None
     val_files = result.files[result.files["split"] == "val"]
-    val_pixels = eval_batch_pixels(val_files[["height", "width"]].to_numpy(), batch, divisor, data["resize"])
+    val_pixels = eval_batch_pixels(val_files[["height", "width"]].to_numpy(), batch, divisor, data.resize)
     return PreparedData(frame, encoding, names, result.class_table("train"), train, val, divisor, source=source,
                         normalization=norm, val_batch_pixels=val_pixels if val is not None else None,
                         evaluation_pipeline=evaluation_pipeline, channels=channels)
 
 
-def resolve_normalization(data, result):
-    """The input normalisation of a scanned dataset (data.normalization; "auto" decides by the image files).
+def resolve_normalization(setting, channels, result):
+    """The input normalisation of a scanned dataset: the `data.normalization` setting, "auto" decided by the image
+    files, for a model of `channels` input channels.
 
     Raises:
         DatasetError: percentile statistics over images that mix bit depths.
     """
     files = result.files.dropna(subset=["dtype"]) if "dtype" in result.files else result.files.iloc[:0]
     dtypes, counts = files.get("dtype", pd.Series(dtype=object)), files.get("channels", pd.Series(dtype=int))
-    norm = normalization.resolve(data.get("normalization", "auto"), data["channels"], dtypes.tolist(),
+    norm = normalization.resolve(setting, channels, dtypes.tolist(),
                                  counts.astype(int).tolist(), result.pixel_sample)
-    if norm.method == "percentile" and dtypes.nunique() > 1 and not isinstance(data.get("normalization"), dict):
+    if norm.method == "percentile" and dtypes.nunique() > 1 and not isinstance(setting, dict):
         first = files.groupby("dtype")["image"].first()
         raise DatasetError([f"{first.iloc[1]}: {first.index[1]} image, but {first.iloc[0]} is {first.index[0]}: "
                             f"one set of percentiles cannot normalise mixed bit depths; convert the images to one "

@@ -9,7 +9,7 @@ from data.scan import mask_encoding, scan
 
 
 def class_names_for(config, encoding, facts=None):
-    names = config["data"].get("class_names") or encoding.class_names
+    names = config.data.class_names or encoding.class_names
     if names:
         return [str(n) for n in names]
     if facts is not None and facts.class_names and len(facts.class_names) == encoding.num_classes:
@@ -40,19 +40,19 @@ class ScannedDataset(typing.NamedTuple):
     channels_reason: str = "data.channels"
 
 
-def resolve_channels(data, frame):
-    """(channels, reason) of `data.channels`: its number, or for auto what the training images hold
+def resolve_channels(setting, frame):
+    """(channels, reason) of the `data.channels` setting: its number, or for auto what the training images hold
     (`data.images.input_channels`)."""
-    if data["channels"] != "auto":
-        return int(data["channels"]), f"data.channels {data['channels']}"
+    if setting != "auto":
+        return int(setting), f"data.channels {setting}"
     rows = frame[frame["split"] == "train"] if (frame["split"] == "train").any() else frame
     return input_channels(rows["image"])
 
 
 def scan_settings(config, runs_dir):
     """What a scan depends on: the data keys other than SCAN_FREE_KEYS, the seed and the runs folder."""
-    data = {key: value for key, value in config["data"].items() if key not in SCAN_FREE_KEYS}
-    return json.dumps([data, config["seed"], str(runs_dir)], sort_keys=True, default=str)
+    data = {key: value for key, value in config.data.options().items() if key not in SCAN_FREE_KEYS}
+    return json.dumps([data, config.seed, str(runs_dir)], sort_keys=True, default=str)
 
 
 def scan_dataset(config, runs_dir=None, statistics=False, reuse=None):
@@ -68,10 +68,9 @@ def scan_dataset(config, runs_dir=None, statistics=False, reuse=None):
     settings = scan_settings(config, runs_dir)
     if reuse is not None and reuse.settings == settings:
         return reuse
-    data = config["data"]
-    source = dataset_source(config, runs_dir)
-    encoding = mask_encoding(data, source.frame, facts=source)
+    source = dataset_source(config.data.options(), config.seed, runs_dir)
+    encoding = mask_encoding(config.data.options(), source.frame, facts=source)
     names = class_names_for(config, encoding, source)
-    channels, reason = resolve_channels(data, source.frame)
+    channels, reason = resolve_channels(config.data.channels, source.frame)
     result = scan(source.frame, encoding, channels, names, statistics=statistics)
     return ScannedDataset(source, encoding, names, result, settings, channels, reason)

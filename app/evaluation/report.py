@@ -4,7 +4,6 @@ Every image is predicted at its own size, exactly as `app.predict` does (resized
 when the run has one), and scored against its full-size mask; void pixels count nowhere.
 """
 import base64
-import copy
 import html
 import json
 import math
@@ -15,15 +14,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from app.evaluation.plots import plot_confusion_matrix, plot_overlay_panel
-from app.evaluation.scores import (
-    confusion_matrix,
-    hd95_per_class,
-    mean_over_images,
-    multilabel_scores_table,
-    per_class_dict,
-    per_image_scores,
-    scores_table,
-)
+from app.evaluation.scores import (confusion_matrix, hd95_per_class, mean_over_images, multilabel_scores_table,
+                                   per_class_dict, per_image_scores, scores_table)
 from app.inference.multilabel import DEFAULT_THRESHOLD, probabilities
 from app.inference.palette import display_image
 from app.inference.predictor import load_predictor, predict_labels
@@ -45,10 +37,10 @@ def from_run_config(err, run_dir, path):
 def split_rows(config, split, num_classes, runs_dir=None):
     """(rows of `split`, MaskEncoding) of the config's dataset, split as training split it (COCO/LabelMe
     annotations converted under `runs_dir`, as training did)."""
-    data = config["data"]
-    source = dataset_source(config, runs_dir)
+    data = config.data.options()
+    source = dataset_source(data, config.seed, runs_dir)
     frame = source.frame
-    encoding = mask_encoding({**data, "num_classes": data.get("num_classes") or num_classes}, frame, facts=source)
+    encoding = mask_encoding({**data, "num_classes": data["num_classes"] or num_classes}, frame, facts=source)
     if encoding.num_classes != num_classes:
         raise ValueError(f"{data['path']}: the masks have {encoding.num_classes} classes "
                          f"({encoding.kind} masks) but the model predicts {num_classes}")
@@ -156,10 +148,11 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
 
     The folder (default `<run>/report-<split>`) holds per_class.csv, per_image.csv, confusion_matrix.csv/.png,
     overlays/ (the `overlays` worst and best images), summary.json and report.html (self-contained).
-    `options` (tile, overlap, blend, tta) go to `app.inference.predictor.predict_labels`. Multi-label runs get the
-    report of `app.evaluation.report.write_multilabel_report` (per-class scores at `threshold`, default 0.5; no overlays).
+    `options` (tile, overlap, blend, tta) go to `app.inference.predictor.predict_labels`. Multi-label runs get
+    `write_multilabel_report`'s report (per-class scores at `threshold`, default 0.5; no overlays).
     summary.json's `per_image` holds the means over images of per_image.csv's scores
-    (`app.evaluation.scores.mean_over_images`); `hd95` adds the 95th-percentile Hausdorff distance per class (`app.evaluation.scores.hd95`, pixels of the full-size masks).
+    (`app.evaluation.scores.mean_over_images`); `hd95` adds the 95th-percentile Hausdorff distance per class
+    (`app.evaluation.scores.hd95`, pixels of the full-size masks).
     """
     run_dir = pathlib.Path(run_dir)
     predictor = load_predictor(run_dir)
@@ -168,21 +161,21 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
                                        options, log)
     if threshold is not None:
         raise ValueError(f"{run_dir}: --threshold applies to multi-label runs only (data.mask: multilabel)")
-    config = copy.deepcopy(predictor.config)
+    config = predictor.config.model_copy(deep=True)
     if data is not None:
-        config["data"]["path"] = str(data)
+        config.data.path = str(data)
     try:
         rows, encoding = split_rows(config, split, predictor.num_classes, run_dir.parent)
     except DatasetError as err:
-        if data is not None or pathlib.Path(config["data"]["path"]).exists():
+        if data is not None or pathlib.Path(config.data.path).exists():
             raise
-        raise from_run_config(err, run_dir, config["data"]["path"]) from None
+        raise from_run_config(err, run_dir, config.data.path) from None
     overwrite = out is None if overwrite is None else overwrite
     out = pathlib.Path(out if out is not None else run_dir / f"report-{split}")
     old_overlays = [*(out / "overlays").glob("worst_*.png"), *(out / "overlays").glob("best_*.png")]
     inputs = {*dataset_folders(config), *(pathlib.Path(f).parent for f in [*rows["image"], *rows["mask"]])}
     prepare_output_folder(out, inputs, [out / name for name in REPORT_FILES] + old_overlays, overwrite)
-    log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images)")
+    log(f"evaluating {predictor.path} on {config.data.path} ({split}, {len(rows)} images)")
     matrix, per_image = evaluate_rows(predictor, rows, encoding, options, hd95)
     names = predictor.class_names
     table, summary = scores_table(matrix, names)
@@ -200,7 +193,7 @@ def write_report(run_dir, data=None, split="val", out=None, overlays=4, options=
     plot_confusion_matrix(matrix, names, out / "confusion_matrix.png")
     shown = (_write_overlays(predictor, encoding, per_image, overlays, out / "overlays", options)
              if overlays > 0 else [])
-    meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
+    meta = {"run": str(run_dir), "model": str(predictor.path), "data": config.data.path, "split": split,
             "images": len(rows), "prediction": {k: v for k, v in (options or {}).items() if v}}
     result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table),
               "per_image": image_means, "confusion_matrix": matrix.tolist(),
@@ -247,12 +240,12 @@ def write_multilabel_report(predictor, run_dir, data=None, split="val", out=None
     """
 
     run_dir = pathlib.Path(run_dir)
-    config = copy.deepcopy(predictor.config)
+    config = predictor.config.model_copy(deep=True)
     if data is not None:
-        config["data"]["path"] = str(data)
+        config.data.path = str(data)
     rows, encoding = split_rows(config, split, predictor.num_classes)
     out = output_dir(out if out is not None else run_dir / f"report-{split}")
-    log(f"evaluating {predictor.path} on {config['data']['path']} ({split}, {len(rows)} images, multi-label, "
+    log(f"evaluating {predictor.path} on {config.data.path} ({split}, {len(rows)} images, multi-label, "
         f"threshold {threshold})")
     counts, positives, pixels, per_image = multilabel_rows(predictor, rows, encoding, threshold, options)
     table, summary = multilabel_scores_table(counts, predictor.class_names, positives, pixels)
@@ -260,7 +253,7 @@ def write_multilabel_report(predictor, run_dir, data=None, split="val", out=None
     log("  ".join(f"{key} {value:.4f}" for key, value in summary.items()))
     write_text(out / "per_class.csv", table.to_csv())
     write_text(out / "per_image.csv", per_image.to_csv(index=False))
-    meta = {"run": str(run_dir), "model": str(predictor.path), "data": config["data"]["path"], "split": split,
+    meta = {"run": str(run_dir), "model": str(predictor.path), "data": config.data.path, "split": split,
             "images": len(rows), "mask": MULTILABEL, "threshold": threshold,
             "prediction": {k: v for k, v in (options or {}).items() if v}}
     result = {**meta, **{k: _none_if_nan(v) for k, v in summary.items()}, "per_class": per_class_dict(table)}

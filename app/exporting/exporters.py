@@ -16,10 +16,10 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 from keras import ops
 
-from app.config.loading import model_options
+from app.config.errors import ConfigError
+from app.config.loading import load_run_config
 from app.exporting.parity import format_table, parity_data, parity_table, validation_tiles
 from app.inference.predictor import load_model_file
 from app.runtime.native_logs import quiet_native_stderr
@@ -56,9 +56,9 @@ def load_run(run_dir):
         if not (run_dir / name).is_file():
             raise ExportError(f"{run_dir}: no {name} in this run folder (did training finish?)")
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except yaml.YAMLError as err:
-        raise ExportError(f"{run_dir / 'config.yaml'}: not valid YAML ({err})") from None
+        config = load_run_config(run_dir / "config.yaml")
+    except ConfigError as err:
+        raise ExportError(str(err)) from None
     try:
         model = load_model_file(run_dir / "model.keras")
     except ValueError as err:
@@ -286,13 +286,13 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
     run_dir = pathlib.Path(run_dir)
     config, model = load_run(run_dir)
     model = float32_model(model, log)
-    multilabel = config["data"].get("mask") == MULTILABEL
-    divisor = required_divisor(config["model"]["name"], **model_options(config))
-    size = tuple(int(s) for s in (size or config["data"]["image_size"]))
+    multilabel = config.data.mask == MULTILABEL
+    divisor = required_divisor(config.model.name, **config.model.builder_options())
+    size = tuple(int(s) for s in (size or config.data.image_size))
     if any(s % divisor for s in size):
         valid = "x".join(str(max(divisor, s // divisor * divisor)) for s in size)
         raise ExportError(f"export size {size[0]}x{size[1]} must be a multiple of {divisor} for "
-                          f"{config['model']['name']} (e.g. {valid})")
+                          f"{config.model.name} (e.g. {valid})")
     out = pathlib.Path(out_dir) if out_dir else run_dir / "export"
     paths = {fmt: out / FILENAMES[fmt] for fmt in FORMATS if fmt in formats}
     prepare_output_folder(out, dataset_folders(config), [*paths.values(), out / "parity.csv", out / "parity.json"],
@@ -313,12 +313,12 @@ def export_run(run_dir, formats=FORMATS, out_dir=None, size=None, calibration_im
             log(f"exporting {fmt} -> {paths[fmt]}")
             _atomic_bytes(paths[fmt], convert_tflite(float_graph, fmt, model, calibration))
 
-    tiles = validation_tiles(dataset, size, config["train"]["batch_size"], multilabel)
+    tiles = validation_tiles(dataset, size, config.train.batch_size, multilabel)
     table = parity_table(model, run_dir / "model.keras", paths, tiles, class_names, num_classes,
                          {f: tolerances[f] for f in paths}, latency_runs, num_threads, multilabel)
     report = {"run": str(run_dir), "size": list(size), "split": split, "calibration_images": len(calibration),
               "num_threads": num_threads or os.cpu_count(),
-              "input_normalization": config["data"].get("normalization", "unit"),
+              "input_normalization": config.data.normalization,
               "formats": table.astype(object).where(table.notna(), None).to_dict("records")}
     _atomic_bytes(out / "parity.csv", table.to_csv(index=False))
     _atomic_bytes(out / "parity.json", json.dumps(report, indent=2))

@@ -21,8 +21,7 @@ def parity_data(config, size, calibration_images):
     training scale; calibration images are augmented crops of `size` from the training pipeline, rounded to
     1/255 steps as uint8 camera frames would be.
     """
-    config = {**config, "data": {**config["data"], "image_size": list(size)},
-              "loss": {**config["loss"], "border_weights": None}}
+    config = config.replace(data={"image_size": list(size)}, loss={"border_weights": None})
     prepared = prepare_data(config)
     samples = prepared.train.unbatch().repeat().take(calibration_images)
     calibration = np.array([np.round(image * 255) / 255 for image, *_ in samples.as_numpy_iterator()], np.float32)

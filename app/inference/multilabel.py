@@ -10,14 +10,8 @@ import numpy as np
 
 from app.inference.predictor import predict_image
 from app.runtime.outputs import output_dir, write_image
-from data.multilabel import MULTILABEL
 
 DEFAULT_THRESHOLD = 0.5
-
-
-def is_multilabel_run(config):
-    """Whether a run config (config.yaml) is multi-label."""
-    return ((config or {}).get("data") or {}).get("mask") == MULTILABEL
 
 
 

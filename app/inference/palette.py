@@ -10,14 +10,13 @@ from data.masks import read_palette
 def class_colours(config, num_classes, run_dir=None):
     """Colours of classes 0..num_classes-1: the run's palette.csv (colours the masks defined: palette PNG, VOC
     colour map), else the config's `data.palette` CSV (void row skipped) when it exists, else `default_palette`."""
-    data = (config or {}).get("data", {})
-    path = data.get("palette")
+    path, void = (config.data.palette, config.data.void) if config is not None else (None, None)
     colours = default_palette(num_classes)
     if run_dir is not None and (pathlib.Path(run_dir) / "palette.csv").is_file():
-        path, data = pathlib.Path(run_dir) / "palette.csv", {}
+        path, void = pathlib.Path(run_dir) / "palette.csv", None
     if path and pathlib.Path(path).is_file():
         table = read_palette(path)
-        table = table[table["index"] != data.get("void")][["r", "g", "b"]].to_numpy()[:num_classes]
+        table = table[table["index"] != void][["r", "g", "b"]].to_numpy()[:num_classes]
         colours[: len(table)] = table
     return colours
 

@@ -14,9 +14,8 @@ import zipfile
 
 import cv2
 import numpy as np
-import yaml
 
-from app.config.loading import model_options
+from app.config.loading import load_run_config
 from app.inference.litert import LiteRTModel
 from app.inference.palette import class_colours, default_palette
 from data.images import read_image
@@ -48,7 +47,8 @@ class Predictor:
     divisor: int
     class_names: list
     colours: np.ndarray
-    config: dict | None = None
+    config: object = None
+    """The run's `app.config.schema.Config` (None: a model file without a run folder)."""
     resize: tuple | None = None
     input_size: tuple | None = None
     tta_flips: tuple = ((2,), (1,))
@@ -70,13 +70,7 @@ def _read_config(run_dir):
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise ValueError(f"{run_dir}: not a run folder (no config.yaml)")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise ValueError(f"{path}: not a run config (no data section)")
-    return config
+    return load_run_config(path)
 
 
 def _load_error(path, err):
@@ -147,7 +141,7 @@ def _class_names(run_dir, config, num_classes):
         names = list(json.loads(metrics.read_text()).get("per_class", {}))
         if len(names) == num_classes:
             return names
-    names = (config or {}).get("data", {}).get("class_names")
+    names = config.data.class_names if config is not None else None
     if names and len(names) == num_classes:
         return [str(n) for n in names]
     return ["background", "foreground"] if num_classes == 2 else [f"class_{i}" for i in range(num_classes)]
@@ -184,10 +178,10 @@ def load_predictor(run_dir=None, model_path=None):
     if config is not None:
         from models.registry import required_divisor
 
-        divisor = required_divisor(config["model"]["name"], **model_options(config))
-    resize = (config or {}).get("data", {}).get("resize")
-    multilabel = (config or {}).get("data", {}).get("mask") == MULTILABEL
-    normalization = from_config((config or {}).get("data", {}).get("normalization", "unit"), channels)
+        divisor = required_divisor(config.model.name, **config.model.builder_options())
+    resize = config.data.resize if config is not None else None
+    multilabel = config is not None and config.data.mask == MULTILABEL
+    normalization = from_config(config.data.normalization if config is not None else "unit", channels)
     if normalization is None:
         raise ValueError(f"{run_dir}/config.yaml: data.normalization has no statistics (the run did not finish "
                          f"its data scan); train again or set it to {{method: percentile, low: [...], high: [...]}}")
@@ -207,8 +201,7 @@ def tta_flips(config):
     """
     if config is None:
         return (2,), (1,)
-    augment = config.get("augment", {})
-    return tuple(axes for key, axes in (("hflip", (2,)), ("vflip", (1,))) if augment.get(key))
+    return tuple(axes for flip, axes in ((config.augment.hflip, (2,)), (config.augment.vflip, (1,))) if flip)
 
 
 def model_logits(model, batch, flips=()):

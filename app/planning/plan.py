@@ -5,34 +5,17 @@ Three stages, kept apart as in nnU-Net: `fingerprint_of` (one scan of the data, 
 editable config (`Plan.overrides`, `app.plan`). docs/planning.md states the rules and their reasons.
 Explicit settings always win: `planned_config` applies the plan under the config file and the flags.
 """
-import copy
 import dataclasses
 import json
 import math
 import os
 
-import yaml
-
 from app.config.durations import format_duration, parse_duration
-from app.config.errors import ConfigError
-from app.config.loading import DEFAULTS, _apply, load_config
+from app.config.loading import load_config, merged_config, read_yaml
 from app.dataset.scanning import scan_dataset
-from app.planning.rules import (
-    DEPTHS,
-    Decision,
-    channel_counts,
-    crop_budget,
-    gravity_aligned,
-    plan_augment,
-    plan_batch,
-    plan_crop,
-    plan_depth,
-    plan_epochs,
-    plan_loss,
-    plan_resize,
-    plan_width,
-    show_value,
-)
+from app.planning.rules import (DEPTHS, Decision, channel_counts, crop_budget, gravity_aligned, plan_augment,
+                                plan_batch, plan_crop, plan_depth, plan_epochs, plan_loss, plan_resize, plan_width,
+                                show_value)
 from app.runtime.devices import gpu_details, gpu_memory_bytes, resolve_precision
 from data.discovery import DatasetError
 from data.fingerprint import build_fingerprint
@@ -56,8 +39,6 @@ class Resources:
         else:
             memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") // 4
         return cls(gpus=gpus, memory_bytes=int(memory), budget_s=budget_s, cpu_cores=len(os.sched_getaffinity(0)))
-
-
 
 
 @dataclasses.dataclass
@@ -90,7 +71,8 @@ class Plan:
         def plain(value):
             return json.dumps(value, default=str)
 
-        return [d.key for d in self.decisions if d.key is not None and plain(_lookup(config, d.key)) != plain(d.value)]
+        values = config.to_dict()
+        return [d.key for d in self.decisions if d.key is not None and plain(_lookup(values, d.key)) != plain(d.value)]
 
 
 def _lookup(config, key):
@@ -101,45 +83,16 @@ def _lookup(config, key):
 
 def describe(config):
     """A one-line digest of what a config trains (the summary line of app.train, benchmark tables)."""
-    data, model, loss, augment = config["data"], config["model"], config["loss"], config["augment"]
-    resize = f"resize {'x'.join(map(str, data['resize']))}, " if data.get("resize") else ""
-    shape = [model["encoder"]] if model.get("encoder") else [
-        f"{prefix}{model[key]}" for prefix, key in (("d", "depth"), ("f", "base_filters")) if key in model]
-    architecture = " ".join([model["name"], *shape])
-    weights = f"+{loss['class_weights']}" if loss.get("class_weights", "none") != "none" else ""
-    flips = "".join(side for side in "hv" if augment.get(f"{side}flip")) or "none"
-    return (f"{resize}crop {'x'.join(map(str, data['image_size']))}, {architecture}, "
-            f"batch {config['train']['batch_size']}, {loss['name']}{weights}, flips {flips}")
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+    data, model, loss = config.data, config.model, config.loss
+    resize = f"resize {'x'.join(map(str, data.resize))}, " if data.resize else ""
+    options = model.builder_options()
+    shape = [options["encoder"]] if options.get("encoder") else [
+        f"{prefix}{options[key]}" for prefix, key in (("d", "depth"), ("f", "base_filters")) if key in options]
+    architecture = " ".join([model.name, *shape])
+    weights = f"+{loss.class_weights}" if loss.class_weights != "none" else ""
+    flips = "".join(side for side, p in (("h", config.augment.hflip), ("v", config.augment.vflip)) if p) or "none"
+    return (f"{resize}crop {'x'.join(map(str, data.image_size))}, {architecture}, "
+            f"batch {config.train.batch_size}, {loss.name}{weights}, flips {flips}")
 
 
 def make_plan(fp, resources):
@@ -209,15 +162,6 @@ def fingerprint_of(config, runs_dir=None):
     return fingerprint, scanned
 
 
-def read_config_file(path):
-    """The mapping of a YAML config file (errors name the file), or {} for None."""
-    if path is None:
-        return {}
-    load_config(path)  # reports unreadable files and unknown keys, naming them
-    with open(path) as handle:
-        return yaml.safe_load(handle) or {}
-
-
 def planned_config(path=None, overrides=(), resources=None, log=print, runs_dir=None):
     """(config, plan, fingerprint, scan): defaults, then the dataset's plan, then the config file, then
     `overrides`; the scan (`fingerprint_of`) can be passed on to `train` so the files are read once.
@@ -226,24 +170,15 @@ def planned_config(path=None, overrides=(), resources=None, log=print, runs_dir=
     """
     user = load_config(path, overrides)
     if resources is None:
-        resources = Resources.detect(parse_duration(user["train"].get("time_budget")))
+        resources = Resources.detect(parse_duration(user.train.time_budget))
     fingerprint, scanned = fingerprint_of(user, runs_dir)
     plan = make_plan(fingerprint, resources)
-    config = copy.deepcopy(DEFAULTS)
-    try:
-        _apply(config, plan.overrides())
-    except ConfigError as err:  # a key another branch removed: the plan must stay loadable
-        raise AssertionError(err) from None
-    updates = [read_config_file(path), *overrides]
-    for update in updates:
-        _apply(config, update)
-    if config["model"].get("name") != "unet" and not any("image_size" in u.get("data", {}) for u in updates):
+    updates = [read_yaml(path) if path is not None else {}, *overrides]
+    config = merged_config([plan.overrides(), *updates], absolute=False)  # plan.yaml keeps the paths as typed
+    if config.model.name != "unet" and not any("image_size" in u.get("data", {}) for u in updates):
         from models.registry import required_divisor
 
-        divisor = required_divisor(config["model"]["name"], **{k: v for k, v in config["model"].items()
-                                                                if k != "name"})
-        config["data"]["image_size"] = [divisor * math.ceil(side / divisor) for side in plan["crop"]]
-        log(f"plan: crop {config['data']['image_size']} for {config['model']['name']} (sides multiples of {divisor})")
-    if not config["name"]:
-        config["name"] = user["name"]
+        divisor = required_divisor(config.model.name, **config.model.builder_options())
+        config.data.image_size = [divisor * math.ceil(side / divisor) for side in plan["crop"]]
+        log(f"plan: crop {config.data.image_size} for {config.model.name} (sides multiples of {divisor})")
     return config, plan, fingerprint, scanned

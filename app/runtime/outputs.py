@@ -102,9 +102,9 @@ def check_dataset_folder(out):
 
 
 def dataset_folders(config):
-    """The folders of a run's dataset that outputs must stay out of: `data.path` when it is a folder (images,
-    masks and every layout's subfolders lie inside it), else nothing (a CSV lists files anywhere)."""
-    path = pathlib.Path(str((config or {}).get("data", {}).get("path") or ""))
+    """The folders of a run's dataset that outputs must stay out of: `config.data.path` when it is a folder (images,
+    masks and every layout's subfolders lie inside it), else nothing (a CSV lists files anywhere; no config)."""
+    path = pathlib.Path(config.data.path if config is not None else "")
     return [path] if str(path) not in ("", ".") and path.is_dir() else []
 
 

@@ -27,10 +27,10 @@ import tempfile
 import time
 
 import keras
-import yaml
 
 from app.config.durations import format_duration, parse_duration
 from app.config.errors import ConfigError
+from app.config.loading import load_run_config
 from app.runtime.outputs import atomic_path
 from app.training.distribute import distribute_dataset
 from app.training.model import build_model, compile_model, compute_class_weights
@@ -52,12 +52,6 @@ MIN_VAL_IMAGES = 8
 """Fewest validation images an epoch's validation uses; below that, fewer epochs are validated."""
 FINAL_OVERHEAD_S = 3.0
 """Seconds for loading the best model and plotting the curves after the last epoch."""
-
-
-
-
-
-
 
 
 @dataclasses.dataclass
@@ -258,7 +252,7 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     weights = model.get_weights()
     optimizer_state = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
     train_rows = prepared.images("train")
-    steps_per_epoch = pass_steps(train_rows, config["train"]["batch_size"])
+    steps_per_epoch = pass_steps(train_rows, config.train.batch_size)
     timer = _EpochTimer()
     # the training stream itself (the same dataset object, so training reuses the traced step)
     warm = max(1, min(steps, steps_per_epoch // 2))
@@ -289,28 +283,22 @@ def time_warmup(config, prepared, setup, steps=WARMUP_STEPS):
     return Estimate(step_s, val_s, saving, 0.0, start, final, steps_per_epoch), model, length
 
 
-
-
-
-
-
-
 def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
-    """Set `config["train"]["epochs"]` from the time budget (or from the resumed run); returns the Budget."""
-    seconds = parse_duration(config["train"]["time_budget"])
+    """Set `config.train.epochs` from the time budget (or from the resumed run); returns the Budget."""
+    seconds = parse_duration(config.train.time_budget)
     if setup.mode == "multiworker":
         raise ConfigError("train.time_budget works within one process: set train.epochs for multiworker training")
     if resume_dir is not None:
-        saved = yaml.safe_load((resume_dir / "config.yaml").read_text())
+        saved = load_run_config(resume_dir / "config.yaml").train
         state_path = resume_dir / "budget.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
-        config["train"]["warmup_epochs"] = saved["train"]["warmup_epochs"]
-        config["train"]["steps_per_epoch"] = saved["train"].get("steps_per_epoch")
-        config["train"]["epochs"] = state.get("epochs", saved["train"]["epochs"])  # the guard may have shortened it
+        config.train.warmup_epochs = saved.warmup_epochs
+        config.train.steps_per_epoch = saved.steps_per_epoch
+        config.train.epochs = state.get("epochs", saved.epochs)  # the guard may have shortened it
         budget = Budget(seconds, started, float(state.get("elapsed_s", 0.0)),
                         Estimate(**state["estimate"]) if state.get("estimate") else None,
                         validation=Validation(**state.get("validation", {})))
-        budget.set_epochs(config["train"]["epochs"])
+        budget.set_epochs(config.train.epochs)
         log(f"time budget {format_duration(seconds)}: resumed run used {budget.elapsed_before:.0f} s, "
             f"{max(seconds - budget.elapsed(), 0):.0f} s left; epochs stay {budget.epochs}")
         return budget
@@ -325,18 +313,18 @@ def fit_to_budget(config, prepared, setup, resume_dir, started, log=print):
     longest = max(whole, math.ceil(estimate.save_s / (MAX_SAVE_SHARE * max(estimate.step_s, 1e-6))))
     epochs, steps, budget.validation = fit_validation(dataclasses.replace(estimate, steps_per_epoch=longest), left,
                                                       val_images)
-    config["train"]["steps_per_epoch"] = steps if steps != whole else None
+    config.train.steps_per_epoch = steps if steps != whole else None
     sample = (budget.validation.images or val_images) / max(val_images, 1)
     budget.estimate = dataclasses.replace(estimate, steps_per_epoch=steps,
                                           val_s=estimate.val_s * sample / budget.validation.every)
     budget.set_epochs(epochs)
-    config["train"]["epochs"] = epochs
+    config.train.epochs = epochs
     if length is not None:
         budget.max_epochs = 2 * epochs + 1
-    if config["train"]["warmup_epochs"] > MAX_WARMUP_SHARE * epochs:
-        config["train"]["warmup_epochs"] = round(MAX_WARMUP_SHARE * epochs, 2)
-        log(f"time budget: train.warmup_epochs {config['train']['warmup_epochs']} (a tenth of the epochs)")
-    budget.set_schedule(config["train"])
+    if config.train.warmup_epochs > MAX_WARMUP_SHARE * epochs:
+        config.train.warmup_epochs = round(MAX_WARMUP_SHARE * epochs, 2)
+        log(f"time budget: train.warmup_epochs {config.train.warmup_epochs} (a tenth of the epochs)")
+    budget.set_schedule(config.train)
     shorter = (f" of {steps} steps (train.steps_per_epoch; a pass is {whole}: each epoch goes on where the last "
                "one stopped)" if steps != whole else "")
     log(f"time budget {format_duration(seconds)}: warm-up {budget.spent['warm-up']:.0f} s; a pass takes "

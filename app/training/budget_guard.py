@@ -15,7 +15,7 @@ class BudgetGuard(keras.callbacks.Callback):
     def __init__(self, budget, run_dir, train_config, log=print):
         super().__init__()
         self.budget, self.run_dir, self.log = budget, run_dir, log
-        self.train_config = dict(train_config)
+        self.train_config = train_config.model_copy()
         self._epoch_start = self._test_start = self._epoch_validation = 0.0
         self._training, self._validation = [], []
 
@@ -84,5 +84,5 @@ class BudgetGuard(keras.callbacks.Callback):
 
     def _reschedule(self, epochs):
         self.budget.set_epochs(epochs)
-        self.train_config["epochs"] = epochs
+        self.train_config.epochs = epochs
         self.budget.set_schedule(self.train_config)

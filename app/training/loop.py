@@ -2,45 +2,32 @@
 import json
 import pathlib
 import shutil
+import sys
 import tempfile
 import time
 
 import keras
-import numpy as np
 import pandas as pd
 
 from app.config.errors import ConfigError
 from app.config.loading import dump_config
 from app.dataset.prepared import prepare_data
 from app.evaluation.plots import plot_curves
-from app.evaluation.scores import confusion_matrix_on, scores_table
-from app.training import multilabel
+from app.evaluation.scores import confusion_matrix_on, per_class_dict, scores_table
 from app.runtime import interrupt
 from app.runtime.devices import bfloat16_cost_warning
 from app.runtime.outputs import atomic_path
+from app.training import multilabel
 from app.training.budget import fit_to_budget
 from app.training.budget_guard import BudgetGuard
-from app.training.callbacks import (
-    AtomicBackupAndRestore,
-    AtomicModelCheckpoint,
-    LearningRateLogger,
-    ResumableEarlyStopping,
-    SplitProgbarLogger,
-    StopOnNonFiniteLoss,
-    StopOnSignal,
-    TimeLedger,
-)
+from app.training.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger,
+                                    ResumableEarlyStopping, SplitProgbarLogger, StopOnNonFiniteLoss, StopOnSignal,
+                                    TimeLedger)
 from app.training.distribute import distribute_dataset, replicas
 from app.training.model import build_model, compile_model, compute_class_weights
 from app.training.optimizer import epoch_steps
-from app.training.runs import (
-    find_resumable_run,
-    mid_epoch_batch,
-    new_run_dir,
-    resume_state,
-    stopped_cleanly,
-    write_class_palette,
-)
+from app.training.runs import (find_resumable_run, mid_epoch_batch, new_run_dir, resume_state, stopped_cleanly,
+                               write_class_palette)
 from data.layouts import detection_line
 from data.multilabel import MULTILABEL, is_multilabel
 from models.encoders import check_encoder_weights
@@ -59,21 +46,20 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
     sets the epochs (see `app.training.budget`), counting from `started` (a `time.monotonic()`; default: now).
     `scanned`: the plan's scan of the data (`scan_dataset`), reused instead of reading every file again.
     """
-    check_finetune_options(config["train"], config["model"])
-    check_encoder_weights(config["model"])
+    check_finetune_options(config.train.options(), config.model.options())
+    check_encoder_weights(config.model.options())
     started = time.monotonic() if started is None else started
     with replicas(distribute) as setup:
-        keras.utils.set_random_seed(config["seed"])
-        batch = config["train"]["batch_size"]
+        keras.utils.set_random_seed(config.seed)
+        batch = config.train.batch_size
         if batch % setup.count:
             raise ConfigError(f"train.batch_size {batch} is the global batch: it must be a multiple of the "
                               f"{setup.count} replicas")
         prepared = prepare_data(config, runs_dir=runs_dir, scanned=scanned)
         log(detection_line(prepared.source, prepared.encoding))
-        if is_multilabel(prepared.encoding):
-            config = {**config, "data": {**config["data"], "mask": MULTILABEL}}
-        config = {**config, "data": {**config["data"], "normalization": prepared.normalization.to_config(),
-                                     "channels": prepared.channels}}
+        mask = MULTILABEL if is_multilabel(prepared.encoding) else config.data.mask
+        config = config.replace(data={"mask": mask, "normalization": prepared.normalization.to_config(),
+                                      "channels": prepared.channels})
         for note in prepared.source.notes:
             log(f"note: {note}")
         log(f"input normalization: {prepared.normalization.describe()}")
@@ -81,13 +67,13 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         if setup.count > 1:
             log(f"distribute: {setup.mode}, {setup.count} replicas, {batch // setup.count} images each per step")
         resumable = None if fresh else find_resumable_run(runs_dir, config)
-        if config["train"].get("time_budget") is not None:
+        if config.train.time_budget is not None:
             prepared.budget = fit_to_budget(config, prepared, setup, resumable, started, log)
         if not setup.chief:
             with tempfile.TemporaryDirectory(prefix="segkit-worker-") as scratch:
                 fit_model(config, prepared, setup, pathlib.Path(scratch), resumable, log)
             return None
-        run_dir = resumable or new_run_dir(runs_dir, config["name"])
+        run_dir = resumable or new_run_dir(runs_dir, config.name)
         with stopped_cleanly(run_dir, created=resumable is None):
             if resumable is None:
                 dump_config(config, run_dir / "config.yaml")
@@ -114,10 +100,6 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
     return run_dir
 
 
-
-
-
-
 def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     """Build, compile and fit the model, writing checkpoints and logs to `out_dir`; returns the monitored key.
 
@@ -127,44 +109,44 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     if class_weights is not None:
         table = pd.DataFrame({"class": prepared.class_names, "weight": class_weights})
         table.to_csv(out_dir / "class_weights.csv", index=False)
-        log(f"class weights ({config['loss']['class_weights']}):\n{table.to_string(index=False)}")
+        log(f"class weights ({config.loss.class_weights}):\n{table.to_string(index=False)}")
     warmed = prepared.budget.take_model() if prepared.budget is not None else None
     with setup.scope():
         model = warmed or compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
                                         class_weights)
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
-    log(f"model: {config['model']['name']}, {model.count_params():,} parameters, "
-        f"precision {model.dtype_policy.name} (train.precision: {config['train']['precision']}){scaling}")
-    if warning := bfloat16_cost_warning(config["train"]["precision"]):
+    log(f"model: {config.model.name}, {model.count_params():,} parameters, "
+        f"precision {model.dtype_policy.name} (train.precision: {config.train.precision}){scaling}")
+    if warning := bfloat16_cost_warning(config.train.precision):
         log(warning)
     if getattr(model, "encoder_report", None):
         log(model.encoder_report)
-    train = config["train"]
-    monitor = train["monitor"] if prepared.val is not None else train["monitor"].removeprefix("val_")
+    train = config.train
+    monitor = train.monitor if prepared.val is not None else train.monitor.removeprefix("val_")
     initial_epoch, history = (0, {}) if resume_dir is None else resume_state(resume_dir, monitor,
                                                                                 truncate=resume_dir == out_dir)
     mid_epoch = mid_epoch_batch(resume_dir)
     if initial_epoch or mid_epoch:
-        log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train['epochs']}"
+        log(f"resuming unfinished run {resume_dir} after epoch {initial_epoch}/{train.epochs}"
             + (f" (mid-epoch backup after batch {mid_epoch}: epoch {initial_epoch + 1} starts again from its "
                "first batch with those weights)" if mid_epoch else ""))
     checkpoint = out_dir / "model.keras"
-    callbacks = finetune_callbacks(model, train) + fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch,
+    callbacks = finetune_callbacks(model, train.options()) + fit_callbacks(train, monitor, out_dir, resume_dir, initial_epoch,
                                                                   history)
     if prepared.budget is not None:
-        callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, config["train"], log))
+        callbacks.insert(0, BudgetGuard(prepared.budget, out_dir, train, log))
     budget = prepared.budget
     val = None if prepared.val is None else distribute_dataset(
-        prepared.val_sample(budget.validation.images, config["seed"]) if budget else prepared.val, setup)
+        prepared.val_sample(budget.validation.images, config.seed) if budget else prepared.val, setup)
     ledger = TimeLedger()
     callbacks.insert(-1, ledger)  # after the saving callbacks, before StopOnSignal
     train_rows = prepared.images("train")
     with interrupt.deferred():
         model.fit(distribute_dataset(prepared.train, setup), validation_data=val,
-                  epochs=max(train["epochs"], budget.max_epochs if budget else 0),
+                  epochs=max(train.epochs, budget.max_epochs if budget else 0),
                   steps_per_epoch=epoch_steps(train, train_rows),
                   validation_freq=budget.validated if budget and budget.validated else 1, callbacks=callbacks,
-                  shuffle=False, verbose=2 if train.get("verbose") == "epoch" else "auto")
+                  shuffle=False, verbose=fit_verbosity(train.verbose))
     if budget is not None:
         budget.spent.update(ledger.seconds)
     if not checkpoint.exists():
@@ -173,6 +155,14 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
     return monitor
 
 
+def fit_verbosity(setting, stream=None):
+    """Keras `fit(verbose=...)` of `train.verbose`: the progress bar (1) on a terminal or in a notebook, one line
+    per epoch (2) in a file, a pipe or a CI log, or with `epoch`. (Keras' own "auto" draws the bar with
+    backspaces into files too.)"""
+    stream = sys.stdout if stream is None else stream
+    notebook = type(stream).__module__.startswith("ipykernel")  # a Jupyter cell's output
+    interactive = getattr(stream, "isatty", lambda: False)() or notebook
+    return 1 if setting == "auto" and interactive else 2
 
 
 def fit_callbacks(train, monitor, out_dir, resume_dir=None, initial_epoch=0, history=None):
@@ -184,9 +174,9 @@ def fit_callbacks(train, monitor, out_dir, resume_dir=None, initial_epoch=0, his
     """
     checkpoint, history = out_dir / "model.keras", history or {}
     backup = AtomicBackupAndRestore(out_dir / "backup", None if resume_dir is None else resume_dir / "backup",
-                                    train.get("checkpoint_every_minutes"))
+                                    train.checkpoint_every_minutes)
     callbacks = [
-        StopOnNonFiniteLoss(checkpoint, train["learning_rate"]),
+        StopOnNonFiniteLoss(checkpoint, train.learning_rate),
         LearningRateLogger(),
         SplitProgbarLogger(),
         AtomicModelCheckpoint(str(checkpoint), monitor=monitor, mode="max", save_best_only=True,
@@ -195,9 +185,9 @@ def fit_callbacks(train, monitor, out_dir, resume_dir=None, initial_epoch=0, his
         keras.callbacks.TensorBoard(str(out_dir / "logs"), write_graph=False),
         backup,
     ]
-    if train["early_stopping_patience"] is not None:
+    if train.early_stopping_patience is not None:
         callbacks.append(ResumableEarlyStopping(history, monitor=monitor, mode="max",
-                                                patience=train["early_stopping_patience"]))
+                                                patience=train.early_stopping_patience))
     return callbacks + [StopOnSignal(backup)]
 
 
@@ -209,7 +199,6 @@ def final_metrics(model, prepared):
     matrix = confusion_matrix_on(model, dataset.as_numpy_iterator(), prepared.encoding.num_classes)
     table, summary = scores_table(matrix, prepared.class_names)
     summary["split"] = split
-    summary["per_class"] = {name: {k: (None if np.isnan(v) else float(v)) for k, v in row.items()}
-                            for name, row in table.to_dict("index").items()}
+    summary["per_class"] = per_class_dict(table)
     summary["confusion_matrix"] = matrix.astype(int).tolist()
     return summary

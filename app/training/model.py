@@ -1,9 +1,8 @@
 """The configured model, built under the run's precision policy and compiled with its loss, metrics and optimizer."""
 import keras
 
-from app.config.loading import model_options
-from app.training import multilabel
 from app.runtime.devices import resolve_precision
+from app.training import multilabel
 from app.training.optimizer import build_optimizer
 from data.masks import IGNORE_INDEX
 from data.multilabel import is_multilabel
@@ -20,34 +19,33 @@ def build_model(config, num_classes):
     `LossScaleOptimizer` for mixed_float16).
     """
     previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(resolve_precision(config["train"]["precision"]))
-    channels = config["data"]["channels"]  # auto is resolved from the files by `train`; without data: RGB
+    keras.mixed_precision.set_dtype_policy(resolve_precision(config.train.precision))
+    channels = config.data.channels  # auto is resolved from the files by `train`; without data: RGB
     try:
-        return get_model(config["model"]["name"], input_shape=(None, None, 3 if channels == "auto" else channels),
-                         num_classes=num_classes, **model_options(config))
+        return get_model(config.model.name, input_shape=(None, None, 3 if channels == "auto" else channels),
+                         num_classes=num_classes, **config.model.builder_options())
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
 
 
 def compute_class_weights(config, class_table):
-    scheme = config["loss"].get("class_weights") or "none"
+    scheme = config.loss.class_weights
     if scheme == "none":
         return None
     return class_weights_from_frequencies(class_table, scheme)
 
 
 def compile_model(model, config, prepared, class_weights=None):
-    loss_config = {k: v for k, v in config["loss"].items() if k not in ("name", "class_weights", "border_weights")}
     num_classes = prepared.encoding.num_classes
     if is_multilabel(prepared.encoding):
         loss, metrics = multilabel.loss_and_metrics(config, prepared.class_names, class_weights)
     else:
-        loss = get_loss(config["loss"]["name"], num_classes=num_classes, ignore_class=IGNORE_INDEX,
+        loss = get_loss(config.loss.name, num_classes=num_classes, ignore_class=IGNORE_INDEX,
                         class_weights=None if class_weights is None else list(map(float, class_weights)),
-                        **loss_config)
+                        **config.loss.loss_options())
         metrics = segmentation_metrics(num_classes, prepared.class_names, ignore_class=IGNORE_INDEX)
-    train = config["train"]
+    train = config.train
     train_rows = int((prepared.frame["split"] == "train").sum())  # also a bare namespace's frame (tests, benchmarks)
     model.compile(optimizer=build_optimizer(train, train_rows), loss=loss, metrics=metrics,
-                  jit_compile=train["jit_compile"], steps_per_execution=train["steps_per_execution"])
+                  jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
     return model

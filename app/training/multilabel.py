@@ -10,10 +10,9 @@ from models.multilabel_metrics import multilabel_counts, multilabel_metrics
 def loss_and_metrics(config, class_names, class_weights=None):
     """(loss, metrics) of a multi-label run: the config's loss name in its multi-label form (ce -> binary
     cross-entropy, dice_ce -> Dice + BCE, dice, focal, tversky) and per-class IoU/Dice/precision/recall."""
-    options = {k: v for k, v in config["loss"].items() if k not in ("name", "class_weights", "border_weights")}
-    loss = get_multilabel_loss(config["loss"]["name"], num_classes=len(class_names),
+    loss = get_multilabel_loss(config.loss.name, num_classes=len(class_names),
                                class_weights=None if class_weights is None else list(map(float, class_weights)),
-                               **options)
+                               **config.loss.loss_options())
     return loss, multilabel_metrics(len(class_names), class_names, DEFAULT_THRESHOLD)
 
 

@@ -10,8 +10,9 @@ import signal
 import traceback
 
 import pandas as pd
-import yaml
 
+from app.config.errors import ConfigError
+from app.config.loading import load_run_config
 from app.runtime import interrupt
 from app.runtime.outputs import atomic_path
 
@@ -44,11 +45,15 @@ def resume_state(run_dir, monitor, truncate=True):
 
 def find_resumable_run(runs_dir, config):
     """The newest unfinished run of the same name and identical config, if any."""
-    candidates = sorted(pathlib.Path(runs_dir).glob(f"{config['name']}-*"), reverse=True)
+    candidates = sorted(pathlib.Path(runs_dir).glob(f"{config.name}-*"), reverse=True)
     for run_dir in candidates:
         saved = run_dir / "config.yaml"
         if (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists() and saved.exists():
-            if comparable(yaml.safe_load(saved.read_text())) == comparable(config):
+            try:
+                earlier = load_run_config(saved)
+            except ConfigError:  # not a config this version reads: not the same run
+                continue
+            if comparable(earlier) == comparable(config):
                 return run_dir
     return None
 
@@ -97,10 +102,10 @@ def mid_epoch_batch(resume_dir):
 
 
 def comparable(config):
-    """The config as resume compares it: with a time budget, the epochs (their learning-rate warm-up and their
-    steps) were derived from it, so they do not count."""
-    config = json.loads(json.dumps(config))
-    if config.get("train", {}).get("time_budget") is not None:
+    """The config as resume compares it (plain data): with a time budget, the epochs (their learning-rate warm-up
+    and their steps) were derived from it, so they do not count."""
+    config = json.loads(json.dumps(config.to_dict()))
+    if config["train"]["time_budget"] is not None:
         for key in ("epochs", "warmup_epochs", "steps_per_epoch"):
             config["train"].pop(key, None)
     return config

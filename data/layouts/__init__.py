@@ -85,10 +85,9 @@ def options_from_config(data, seed, runs_dir=None):
                          val_fraction=data.get("val_fraction", 0.2), seed=seed)
 
 
-def dataset_source(config, runs_dir=None):
-    """The DatasetSource of a resolved config (data.path, data.layout and the layout keys)."""
-    data = config["data"]
-    return load_dataset(data["path"], data.get("layout", "auto"), options_from_config(data, config["seed"], runs_dir))
+def dataset_source(data, seed=0, runs_dir=None):
+    """The DatasetSource of a config's data section as a mapping (path, layout and the layout keys)."""
+    return load_dataset(data["path"], data.get("layout", "auto"), options_from_config(data, seed, runs_dir))
 
 
 def detection_line(source, encoding):
