@@ -5,7 +5,6 @@ import types
 import typing
 from typing import Annotated, Any, Literal
 
-import annotated_types
 import pydantic
 import pydantic_core
 from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr
@@ -147,22 +146,20 @@ Duration = custom(_duration, DURATION_TEXT)
 RunName = custom(_run_name, RUN_NAME_TEXT)
 
 
-def _limit(item):
-    return next(getattr(item, name) for name in ("ge", "gt", "le", "lt") if hasattr(item, name))
+BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+"""Constraint attributes of pydantic's numeric metadata (annotated_types.Ge, ..., Interval) and their words."""
 
 
 def bounds(annotation):
-    """['>= 0', '< 1'] of an annotation's numeric constraints (through nested Annotated types)."""
-    words = {annotated_types.Ge: ">=", annotated_types.Gt: ">", annotated_types.Le: "<=", annotated_types.Lt: "<"}
+    """['>= 0', '< 1'] of an annotation's numeric constraints (through nested Annotated types and Field()s)."""
     found = []
     while typing.get_origin(annotation) is Annotated:
         annotation, *metadata = typing.get_args(annotation)
         for item in metadata:
-            found += [f"{word} {_limit(item)}" for kind, word in words.items() if isinstance(item, kind)]
-            if isinstance(item, pydantic.fields.FieldInfo):
-                found += [f"{word} {_limit(m)}" for m in item.metadata for kind, word in words.items()
-                          if isinstance(m, kind)]
-    order = [">=", ">", "<=", "<"]
+            for constraint in item.metadata if isinstance(item, pydantic.fields.FieldInfo) else [item]:
+                found += [f"{word} {getattr(constraint, name)}" for name, word in BOUNDS.items()
+                          if getattr(constraint, name, None) is not None]
+    order = list(BOUNDS.values())
     return sorted(found, key=lambda text: order.index(text.split()[0]))
 
 
