@@ -226,6 +226,7 @@ def test_cli_pre_labels_and_ranks_and_keeps_out_of_the_dataset(tiny_run, tmp_pat
     assert len(table) == len(images) and table["score"].is_monotonic_decreasing
     assert np.allclose(table[["share_bg", "share_disc", "share_box"]].sum(axis=1), 1)
     page = (out / "ranking.html").read_text(encoding="utf-8")
+    assert "{legend}" not in page and page.count('class="swatch"') == len(predictor.class_names)  # the legend
     assert page.count("<figure>") == 3 and sorted(p.stem for p in (out / "ranking").iterdir()) == sorted(
         pathlib.Path(name).stem for name in table["image"][:3])
     rotated = tmp_path / "camera" / "rotated.jpg"  # stored 40 high x 56 wide, EXIF: shown turned a quarter

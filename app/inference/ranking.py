@@ -101,9 +101,9 @@ def contact_sheet(table, thumbnails, class_names, colours, folder):
             "vertical-align:top}img{max-width:256px;max-height:256px;border:1px solid #999}"
             "figcaption{font-size:12px}.swatch{display:inline-block;width:12px;height:12px;margin:0 3px 0 10px;"
             "border:1px solid #666}</style></head><body>\n"
-            f"<h1>Images to label next</h1><p>Most useful first: the model is least sure of these (entropy plus "
-            f"disagreement between flipped views, averaged per predicted class); all images in ranking.csv."
-            "</p><p>{legend}</p>\n" + "\n".join(cards) + "\n</body></html>\n")
+            "<h1>Images to label next</h1><p>Most useful first: the model is least sure of these (entropy plus "
+            "disagreement between flipped views, averaged per predicted class); all images in ranking.csv."
+            f"</p><p>{legend}</p>\n" + "\n".join(cards) + "\n</body></html>\n")
 
 
 class Ranking:
