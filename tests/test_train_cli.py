@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from data.synthetic import write_shapes_dataset
 
@@ -45,8 +46,8 @@ def test_two_epochs_write_a_complete_run_folder_and_one_log_line_each(tmp_path):
     data = write_shapes_dataset(tmp_path / "shapes", count=8, size=(48, 48), num_classes=3)
     runs = tmp_path / "runs"
     quiet = TINY[:-2]  # train.verbose: auto, with stdout a pipe as in a CI log
-    done = run_train("--data", str(data), "--mask", "index", "--epochs", "2", "--runs-dir", str(runs),
-                     "--name", "shapes", *quiet)
+    done = run_train("--data", data.name, "--mask", "index", "--epochs", "2", "--runs-dir", "runs",
+                     "--name", "shapes", *quiet, cwd=tmp_path)  # the dataset's plan, its path relative
     assert done.returncode == 0, done.stderr[-3000:]
     epoch_lines = [line for line in done.stdout.splitlines() if "train_loss:" in line]
     assert len(epoch_lines) == 2, done.stdout  # one line per epoch: no progress bar redrawn into the file
@@ -56,6 +57,7 @@ def test_two_epochs_write_a_complete_run_folder_and_one_log_line_each(tmp_path):
     for name in ("config.yaml", "model.keras", "history.csv", "curves.png", "metrics.json"):
         assert (run_dir / name).stat().st_size > 0, name
     assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["path"] == str(data)  # absolute
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1]
     for column in ("loss", "val_loss", "miou", "val_miou", "val_iou_class_0", "val_iou_class_2"):

@@ -10,7 +10,7 @@ import keras
 import pandas as pd
 
 from app.config.errors import ConfigError
-from app.config.loading import dump_config
+from app.config.loading import absolute_data_paths, dump_config
 from app.dataset.prepared import prepare_data
 from app.evaluation.plots import plot_curves
 from app.evaluation.scores import confusion_matrix_on, per_class_dict, scores_table
@@ -58,8 +58,8 @@ def train(config, runs_dir="runs", fresh=False, distribute="none", log=print, st
         prepared = prepare_data(config, runs_dir=runs_dir, scanned=scanned)
         log(detection_line(prepared.source, prepared.encoding))
         mask = MULTILABEL if is_multilabel(prepared.encoding) else config.data.mask
-        config = config.replace(data={"mask": mask, "normalization": prepared.normalization.to_config(),
-                                      "channels": prepared.channels})
+        config = absolute_data_paths(config.replace(data={"mask": mask, "channels": prepared.channels,
+                                                          "normalization": prepared.normalization.to_config()}))
         for note in prepared.source.notes:
             log(f"note: {note}")
         log(f"input normalization: {prepared.normalization.describe()}")
