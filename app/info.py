@@ -54,7 +54,7 @@ def device_lines():
     """The `--devices` report: backend, devices, GPUs, CPU, the precision of `train.precision: auto`, warnings."""
     import keras
 
-    from app.runtime.devices import (BF16_CPU_FLAGS, cpu_flags, cpu_model, device_warnings, gpu_details,
+    from app.runtime.devices import (BF16_CPU_FLAGS, cpu_flags, cpu_model, device_warnings, gpu_details, isa_cap,
                                      resolve_precision, system_nvidia_gpus, tensorflow_wheels)
 
     backend = keras.backend.backend()
@@ -70,7 +70,7 @@ def device_lines():
                                               f"{'.'.join(map(str, gpu['compute_capability'] or ('?',)))})"
                                               for gpu in gpus) or f"none visible to {backend}"),
              f"CPU              {cpu_model() or 'unknown'}, {os.cpu_count()} logical cores, bfloat16 arithmetic: "
-             f"{', '.join(bf16) or 'no'}",
+             f"{', '.join(bf16) or 'no'}" + (f" (oneDNN capped at {isa_cap()})" if isa_cap() else ""),
              f"precision        {resolve_precision('auto', devices, gpus=gpus)} (train.precision: auto)"]
     return lines + device_warnings(backend, gpus, system_nvidia_gpus(), wheels)
 

@@ -1,4 +1,8 @@
 """Mixed precision: float32 logits, loss scaling for float16, bfloat16 training, and the global policy restored."""
+import os
+import pathlib
+import subprocess
+import sys
 import types
 
 import keras
@@ -7,9 +11,11 @@ import pytest
 from train_helpers import TINY, history, only_run_dir
 
 from app.config.loading import load_config, parse_override
-from app.runtime.devices import cpu_flags, resolve_precision
+from app.runtime.devices import bfloat16_cost_warning, capped_flags, cpu_flags, isa_cap, resolve_precision
 from app.train import main
 from app.training.model import build_model, compile_model
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_mixed_float16_gets_loss_scaling_and_float32_logits():
@@ -48,6 +54,35 @@ def test_auto_precision_follows_the_cpu_and_the_devices(tmp_path):
     assert resolve_precision("auto", ["cpu:0"], {"avx512f", "avx2"}) == "float32"
     assert resolve_precision("auto", ["cpu:0", "gpu:0"], flags) == "float32"
     assert resolve_precision("mixed_float16", ["cpu:0"], set()) == "mixed_float16"
+
+
+def test_onednn_isa_cap_hides_the_instructions_it_excludes(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    every = {"fpu", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"}
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {' '.join(sorted(every))}\n")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert isa_cap() == "AVX2"
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2"} and cpu_flags(cpuinfo, cap="ALL") == every
+    assert resolve_precision("auto", ["cpu:0"], cpu_flags(cpuinfo)) == "float32"
+    assert "10x slower" in bfloat16_cost_warning("mixed_bfloat16", ["cpu:0"], cpu_flags(cpuinfo))
+    assert capped_flags(every, "AVX512_CORE_VNNI") == {"fpu", "avx2", "avx512f", "avx512_vnni"}
+    assert capped_flags(every, "AVX512_CORE_BF16") == every - {"amx_bf16", "amx_tile"}
+    assert capped_flags(every, "AVX512_CORE_AMX") == capped_flags(every, "DEFAULT") == capped_flags(every, None) == every
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core")
+    assert isa_cap() == "AVX512_CORE" and resolve_precision("auto", ["cpu:0"], cpu_flags(cpuinfo)) == "float32"
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA")
+    assert isa_cap() is None and resolve_precision("auto", ["cpu:0"], cpu_flags(cpuinfo)) == "mixed_bfloat16"
+
+
+def test_info_reports_float32_under_an_avx2_cap():
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "app.info", "--devices"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "precision        float32 (train.precision: auto)" in done.stdout
+    assert "bfloat16 arithmetic: no (oneDNN capped at AVX2)" in done.stdout
 
 
 def test_auto_precision_builds_the_resolved_policy():

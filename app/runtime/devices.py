@@ -4,7 +4,8 @@
   mixed_bfloat16 (float32's range, no loss scaling).
 - GPUs with float16 tensor cores but no bfloat16 (compute capability 7.x: V100, T4, RTX 20xx): mixed_float16
   (with dynamic loss scaling).
-- CPUs with native bfloat16 arithmetic (AMX-BF16 or AVX512-BF16 flags; 2-3x faster there): mixed_bfloat16.
+- CPUs with native bfloat16 arithmetic (AMX-BF16 or AVX512-BF16 flags; 2-3x faster there): mixed_bfloat16,
+  unless `ONEDNN_MAX_CPU_ISA` keeps oneDNN below those instructions (`AVX2` makes such a CPU an AVX2 one).
 - Anything else (older GPUs, GPUs of unknown capability, other CPUs): float32.
 With several GPUs the weakest decides.
 
@@ -22,16 +23,38 @@ import keras
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU features (Linux /proc/cpuinfo flags) with native bfloat16 arithmetic."""
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+"""Environment variables that cap the instruction set oneDNN (TensorFlow's and PyTorch's CPU kernels) dispatches to."""
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "auto")
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags, or an empty set where /proc/cpuinfo does not exist (macOS, Windows)."""
+def isa_cap(environ=None):
+    """The oneDNN instruction-set cap (`ONEDNN_MAX_CPU_ISA`, else `DNNL_MAX_CPU_ISA`) in upper case, or None."""
+    environ = os.environ if environ is None else environ
+    return next((environ[name].strip().upper() for name in ISA_CAP_VARIABLES if environ.get(name, "").strip()), None)
+
+
+def capped_flags(flags, cap):
+    """`flags` less those that oneDNN may not use under the ISA `cap` (a oneDNN name such as AVX2): no AVX-512 or
+    AMX below AVX512_CORE, no AVX512-BF16 below AVX512_CORE_BF16, no AMX below the AMX names."""
+    if not cap or cap in ("ALL", "DEFAULT") or "AMX" in cap:
+        return set(flags)
+    flags = {flag for flag in flags if not flag.startswith("amx")}
+    if cap.startswith(("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10")):
+        return flags
+    flags.discard("avx512_bf16")
+    return flags if cap.startswith("AVX512") else {flag for flag in flags if not flag.startswith("avx512")}
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo", cap=None):
+    """The CPU's feature flags that oneDNN may use, or an empty set where /proc/cpuinfo does not exist (macOS,
+    Windows). `cap`: a oneDNN ISA cap (see `capped_flags`); defaults to `isa_cap()`, "ALL" reads every flag."""
     try:
         text = pathlib.Path(cpuinfo).read_text()
     except OSError:
         return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return capped_flags(flags, isa_cap() if cap is None else cap)
 
 
 def cpu_model(cpuinfo="/proc/cpuinfo"):
