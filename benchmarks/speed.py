@@ -48,6 +48,8 @@ QUICK = dict(size=64, batch=2, num_classes=12, depth=2, base_filters=4, block_se
 
 ARMS = {
     "ours": ({"side": "keras"}, "our U-Net, project defaults (what `python -m app.train` compiles)"),
+    "ours_fp32": ({"side": "keras", "precision": "float32"},
+                  "our U-Net, project defaults with train.precision=float32 (what auto gives a CPU without bfloat16)"),
     "ours_bf16": ({"side": "keras", "precision": "mixed_bfloat16"},
                   "our U-Net, project defaults with train.precision=mixed_bfloat16"),
     "torch": ({"side": "torch"}, "PyTorch eager peer, float32, NCHW (the default layout)"),
@@ -430,22 +432,38 @@ def ratios(rates, numerator, denominator):
     return out
 
 
-def machine():
-    info = {"cores": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
-    try:
-        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line)
-        flags = next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split()
-        info["cpu_features"] = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    except (OSError, StopIteration):
-        pass
-    for package in ("tensorflow", "keras", "jax", "torch"):
-        try:
-            from importlib.metadata import version
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+"""CPU flags that decide which kernels oneDNN and XNNPACK run (recorded with every result)."""
+SPEED_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "TF_ENABLE_ONEDNN_OPTS",
+             "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "KERAS_BACKEND")
+"""Environment variables that change kernels or threads (recorded with every result when set)."""
 
-            info[package] = version(package if package != "tensorflow" else "tensorflow-cpu")
-        except Exception:  # noqa: BLE001 (absent package)
-            info[package] = None
+
+def installed_version(*names):
+    """Version of the first installed distribution of `names` (e.g. tensorflow, tensorflow-cpu), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            pass
+    return None
+
+
+def machine():
+    """CPU model, its flags (all, and those the oneDNN ISA cap leaves), the speed environment and versions."""
+    from app.core.precision import cpu_flags, cpu_model, isa_cap, resolve_precision
+
+    flags, usable = cpu_flags(cap="ALL"), cpu_flags()
+    info = {"cores": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0],
+            "cpu": cpu_model(), "cpu_features": [f for f in CPU_FEATURES if f in flags],
+            "isa_cap": isa_cap(), "cpu_features_usable": [f for f in CPU_FEATURES if f in usable],
+            "precision_auto": resolve_precision("auto", ["cpu:0"], usable),
+            "env": {name: os.environ[name] for name in SPEED_ENV if name in os.environ}}
+    for package, names in {"tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",), "jax": ("jax",),
+                           "torch": ("torch",)}.items():
+        info[package] = installed_version(*names)
     return info
 
 
@@ -564,11 +582,13 @@ def main(argv=None):
             parser.error(f"unknown lever(s) {unknown}; valid levers: {', '.join(LEVERS)}, all")
         data.setdefault("levers", {})
         for name in names:
-            data["levers"][name] = {**lever(name, sizes), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+            data["levers"][name] = {**lever(name, sizes), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                    "machine": data["machine"]}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(data, indent=2))
     else:
-        data["compare"] = {**compare(args, sizes), "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+        data["compare"] = {**compare(args, sizes), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "machine": data["machine"]}
     data["machine"]["load_average_at_end"] = os.getloadavg()[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2))
