@@ -11,7 +11,7 @@ parameter counts too) and `smp.DeepLabV3Plus("resnet50")`, no pretrained weights
 backend is fixed per process) on data already on the device; a step includes the host sync of its loss.
 Images/s = batch / median step time after warm-up steps (compilation). The peer is skipped, with a message,
 when torch or segmentation_models_pytorch is absent. Prints a table and writes benchmarks/results/gpu_train.json
-(gpu_train-quick.json with --quick).
+(gpu_train-quick.json with --quick; `--out` for another file).
 """
 import argparse
 import importlib.util
@@ -120,6 +120,8 @@ def main(argv=None):
     parser.add_argument("--num-classes", type=int, default=21)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--quick", action="store_true", help="tiny widths at 64x64, batch 2, 2 steps (CPU check)")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help="JSON file (default benchmarks/results/gpu_train.json, gpu_train-quick.json)")
     parser.add_argument("--worker", choices=["keras", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -144,11 +146,11 @@ def main(argv=None):
     for row in rows:
         print(f"{row['model']:<14} {row['framework']:<13} {row['device'][:24]:<24} {row['params']:>11,} "
               f"{row['images_per_s']:>9.2f}  {row['architecture']}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("gpu_train-quick.json" if args.quick else "gpu_train.json")
+    path = args.out or RESULTS / ("gpu_train-quick.json" if args.quick else "gpu_train.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     settings = {key: getattr(args, key) for key in ("size", "batch", "steps", "warmup", "num_classes", "quick")}
     path.write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path}")
     return 0
 
 
