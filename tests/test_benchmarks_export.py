@@ -1,5 +1,7 @@
 """The per-op report of benchmarks/export.py on tiny U-Nets exported to fp32 and int8 here."""
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -70,3 +72,19 @@ def test_ops_cli_prints_the_tables_and_writes_json(tflite_files, tmp_path, capsy
     (written,) = json.loads((tmp_path / "ops.json").read_text())
     assert written["path"] == str(path) and len(written["ops"]) == 20
     assert {row["op"]: row["count"] for row in written["summary"] if row["runs"] == "convert"} == {"QUANTIZE": 2}
+
+
+@pytest.mark.slow  # two valgrind runs per file: ~40 s
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_valgrind_shows_the_avx2_kernels_int8_and_float_convolutions_run(tflite_files, tmp_path):
+    from benchmarks.litert_kernels import main as kernels
+
+    out = tmp_path / "kernels.json"
+    files = [tflite_files["transpose", fmt] for fmt in ("tflite-fp32", "tflite-int8")]
+    assert kernels([*map(str, files), "--invokes", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    fp32, int8 = (report[str(path)]["functions"] for path in files)
+    assert any(re.fullmatch(r"xnn_f32_igemm_minmax_ukernel_\w+__fma3\w*", name) for name in fp32)
+    assert any(re.fullmatch(r"xnn_qs8_qc8w_igemm_minmax_fp32_ukernel_\w+__avx2", name) for name in int8)
+    assert not any("avx512" in name for name in [*fp32, *int8])
+    assert report[str(files[1])]["instructions_per_invoke"] > 0
