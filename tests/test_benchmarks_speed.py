@@ -28,6 +28,7 @@ def test_quick_compare_writes_rates_ratios_and_model_check(tmp_path):
     data, stdout = run(tmp_path, "--arms", "ours,torch")
     assert {"machine", "sizes", "model", "compare"} <= set(data)
     compare = data["compare"]
+    assert compare["machine"]["cpu_features"] == data["machine"]["cpu_features"] and "env" in compare["machine"]
     ours = compare["arms"]["ours"]
     assert {"train_images_per_s", "infer_images_per_s", "params", "gflops_per_image", "train_settings"} <= set(ours)
     assert RATE_KEYS <= set(ours["train_images_per_s"]) and len(ours["train_images_per_s"]["runs"]) == 2
@@ -54,3 +55,19 @@ def test_unknown_lever_is_refused_with_the_valid_names(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--lever", "warp", "--out",
                              str(tmp_path / "x.json")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown lever(s) ['warp']; valid levers: fused_bn," in result.stderr
+
+
+def test_every_result_records_the_cpu_its_flags_and_the_isa_cap(monkeypatch):
+    from app.core.precision import cpu_flags
+    from benchmarks.speed import CPU_FEATURES, installed_version, machine
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    info = machine()
+    assert info["cpu_features"] == [f for f in CPU_FEATURES if f in cpu_flags(cap="ALL")]
+    assert info["isa_cap"] == "AVX2" and info["precision_auto"] == "float32"
+    assert not any(f.startswith(("avx512", "amx")) for f in info["cpu_features_usable"])
+    assert {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}.items() <= info["env"].items()
+    assert info["tensorflow"] == installed_version("tensorflow", "tensorflow-cpu") is not None
+    assert installed_version("no-such-distribution", "keras") == info["keras"]
