@@ -4,6 +4,7 @@
     python benchmarks/speed.py --lever bf16         # our U-Net without / with one lever, side by side
     python benchmarks/speed.py --lever all          # every lever in turn (see LEVERS)
     python benchmarks/speed.py --quick              # 64x64, tiny widths, short blocks: checks that the script works
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/speed.py   # as on an AVX2-only CPU
 
 Model (issue 10): U-Net, depth 4, 32 base filters, batch norm, 2x2 transposed-convolution upsampling, 256x256x3
 input, 12 classes, batch 4 (7.8 M parameters). Ours is built and compiled by `app.training.model.build_model` and
@@ -20,7 +21,8 @@ process), set up and warmed up first (tracing, compilation, oneDNN kernel creati
 timed in turn, A B A B ..., `--pairs` rounds: each block runs whole steps for at least `--block-seconds`;
 images/s = images / seconds of the block. A ratio is taken within each round (so a neighbour's load on this
 shared machine hits both sides of it) and the median and range over rounds are printed. Results go to
-benchmarks/results/speed.json (speed-quick.json with --quick); a lever run updates its entry in that file.
+benchmarks/results/speed.json (speed-quick.json with --quick; `--out`); a lever run updates its entry in that file.
+Every comparison and lever records its machine: CPU model, flags, the oneDNN ISA cap and the speed environment.
 """
 import argparse
 import json
