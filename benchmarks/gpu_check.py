@@ -122,7 +122,8 @@ def main(argv=None):
     for step in steps:
         status = ("-" if "exit_code" not in step else "timed out" if step["exit_code"] is None
                   else f"exit {step['exit_code']}")
-        print(f"{step['step']:<10} {step['backend']:<11} {status:<10} {step.get('seconds', '-'):>7} s  {step['result']}")
+        print(f"{step['step']:<10} {step['backend']:<11} {status:<10} {step.get('seconds', '-'):>7} s  "
+              f"{step['result']}")
     print(f"wrote {out / 'check.json'}")
     return int(any(step.get("exit_code", 0) != 0 for step in steps))
 

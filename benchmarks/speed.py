@@ -77,6 +77,9 @@ LEVERS = {
                 {}, {"intra": os.cpu_count(), "inter": 1}),
     "widths": ("base_filters - 2 (widths not multiples of 16 floats = one AVX-512 register) -> base_filters",
                {"width_delta": -2}, {}),
+    "conv_grad": ("Conv2D weight gradients by TensorFlow's NHWC kernel -> in NCHW (models/conv_gradients.py; "
+                  "`auto` turns it on where oneDNN has AVX2 but not AVX-512)",
+                  {"conv_grad": False}, {"conv_grad": True}),
     "jax": ("TensorFlow backend -> JAX backend (KERAS_BACKEND=jax, XLA: jit_compile 'auto' is True there)",
             {}, {"backend": "jax"}),
     "pipeline": ("tf.data batches, then the training steps, in series -> model.fit on the prefetched pipeline "
@@ -85,7 +88,7 @@ LEVERS = {
 }
 WORKER_DEFAULTS = {"side": "keras", "backend": "tensorflow", "precision": None, "jit_compile": None,
                    "fused_bn": True, "intra": None, "inter": None, "width_delta": 0, "input": "memory",
-                   "channels_last": False, "env": {}}
+                   "channels_last": False, "conv_grad": None, "env": {}}
 
 
 # ----------------------------------------------------------------------------------------------- worker side
@@ -160,6 +163,12 @@ class KerasArm:
             self.dataset = prepared.train.repeat()
             self.images, self.labels = (np.asarray(t) for t in next(iter(prepared.train)))
         self.model = trainer.compile_model(trainer.build_model(self.config, num_classes), self.config, prepared)
+        conv_grad = None
+        if spec["backend"] == "tensorflow":
+            from models.conv_gradients import nchw_weight_gradients
+
+            nchw_weight_gradients(spec["conv_grad"])
+            conv_grad = nchw_weight_gradients()
         options = self.config.model.builder_options()
         fixed = get_model("unet", (spec["size"], spec["size"], 3), num_classes, **options)
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
@@ -169,7 +178,8 @@ class KerasArm:
                                         ("precision", "jit_compile", "optimizer", "learning_rate", "weight_decay",
                                          "schedule", "steps_per_execution")},
                      "jit_compile_resolved": self.model.jit_compile, "loss": self.config.loss.name,
-                     "num_classes": num_classes, "base_filters": options["base_filters"]}
+                     "num_classes": num_classes, "base_filters": options["base_filters"],
+                     "nchw_weight_gradients": conv_grad}
         del fixed
 
     def train(self, steps):
@@ -455,7 +465,7 @@ def installed_version(*names):
 
 def machine():
     """CPU model, its flags (all, and those the oneDNN ISA cap leaves), the speed environment and versions."""
-    from app.core.precision import cpu_flags, cpu_model, isa_cap, resolve_precision
+    from app.runtime.devices import cpu_flags, cpu_model, isa_cap, resolve_precision
 
     flags, usable = cpu_flags(cap="ALL"), cpu_flags()
     info = {"cores": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0],

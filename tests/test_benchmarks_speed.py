@@ -58,7 +58,7 @@ def test_unknown_lever_is_refused_with_the_valid_names(tmp_path):
 
 
 def test_every_result_records_the_cpu_its_flags_and_the_isa_cap(monkeypatch):
-    from app.core.precision import cpu_flags
+    from app.runtime.devices import cpu_flags
     from benchmarks.speed import CPU_FEATURES, installed_version, machine
 
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")

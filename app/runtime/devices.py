@@ -191,6 +191,19 @@ def bfloat16_cost_warning(name, devices=None, flags=None):
             "(float32 here) unless the bfloat16 numerics are the point")
 
 
+def nchw_weight_gradients_wanted(devices=None, flags=None, environ=None):
+    """Whether training should compute Conv2D weight gradients in NCHW (`models.conv_gradients`): on TensorFlow
+    with oneDNN, CPUs only, where oneDNN may use AVX2 but not AVX-512 (1.18x training there, docs/speed.md).
+
+    Args as for `resolve_precision`; `environ` defaults to `os.environ` (TF_ENABLE_ONEDNN_OPTS=0 turns it off).
+    """
+    environ = os.environ if environ is None else environ
+    devices = keras.distribution.list_devices() if devices is None else devices
+    flags = cpu_flags() if flags is None else flags
+    return (keras.backend.backend() == "tensorflow" and environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+            and _cpu_only(devices) and "avx2" in flags and "avx512f" not in flags)
+
+
 def resolve_precision(name, devices=None, flags=None, gpus=None):
     """The dtype policy for `train.precision` (see the module docstring for `auto`); other names pass through.
 

@@ -15,7 +15,7 @@ from app.dataset.prepared import prepare_data
 from app.evaluation.plots import plot_curves
 from app.evaluation.scores import confusion_matrix_on, per_class_dict, scores_table
 from app.runtime import interrupt
-from app.runtime.devices import bfloat16_cost_warning
+from app.runtime.devices import bfloat16_cost_warning, nchw_weight_gradients_wanted
 from app.runtime.outputs import atomic_path
 from app.training import multilabel
 from app.training.budget import fit_to_budget
@@ -115,8 +115,9 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         model = warmed or compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
                                         class_weights)
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
+    gradients = ", conv weight gradients in NCHW (AVX2 CPU)" if nchw_weight_gradients_wanted() else ""
     log(f"model: {config.model.name}, {model.count_params():,} parameters, "
-        f"precision {model.dtype_policy.name} (train.precision: {config.train.precision}){scaling}")
+        f"precision {model.dtype_policy.name} (train.precision: {config.train.precision}){scaling}{gradients}")
     if warning := bfloat16_cost_warning(config.train.precision):
         log(warning)
     if getattr(model, "encoder_report", None):

@@ -1,12 +1,13 @@
 """The configured model, built under the run's precision policy and compiled with its loss, metrics and optimizer."""
 import keras
 
-from app.runtime.devices import resolve_precision
+from app.runtime.devices import nchw_weight_gradients_wanted, resolve_precision
 from app.training import multilabel
 from app.training.optimizer import build_optimizer
 from data.masks import IGNORE_INDEX
 from data.multilabel import is_multilabel
 from models.class_weights import class_weights_from_frequencies
+from models.conv_gradients import nchw_weight_gradients
 from models.losses import get_loss
 from models.metrics import segmentation_metrics
 from models.registry import get_model
@@ -48,4 +49,6 @@ def compile_model(model, config, prepared, class_weights=None):
     train_rows = int((prepared.frame["split"] == "train").sum())  # also a bare namespace's frame (tests, benchmarks)
     model.compile(optimizer=build_optimizer(train, train_rows), loss=loss, metrics=metrics,
                   jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
+    if keras.backend.backend() == "tensorflow":
+        nchw_weight_gradients(nchw_weight_gradients_wanted())
     return model
