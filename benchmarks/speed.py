@@ -78,8 +78,8 @@ LEVERS = {
     "widths": ("base_filters - 2 (widths not multiples of 16 floats = one AVX-512 register) -> base_filters",
                {"width_delta": -2}, {}),
     "conv_grad": ("Conv2D weight gradients by TensorFlow's NHWC kernel -> in NCHW (models/conv_gradients.py; "
-                  "`auto` turns it on where oneDNN has AVX2 but not AVX-512)",
-                  {"conv_grad": False}, {"conv_grad": True}),
+                  "`auto` turns it on where oneDNN has AVX2 but not AVX-512), both sides in float32 (it acts there)",
+                  {"conv_grad": False, "precision": "float32"}, {"conv_grad": True, "precision": "float32"}),
     "jax": ("TensorFlow backend -> JAX backend (KERAS_BACKEND=jax, XLA: jit_compile 'auto' is True there)",
             {}, {"backend": "jax"}),
     "pipeline": ("tf.data batches, then the training steps, in series -> model.fit on the prefetched pipeline "
