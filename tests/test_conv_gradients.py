@@ -1,4 +1,4 @@
-"""NCHW weight gradients of Conv2D (models/conv_gradients.py): same gradients, the NCHW kernel in the graph,
+"""NCHW weight gradients of Conv2D (app/training/conv_gradients.py): same gradients, the NCHW kernel in the graph,
 and chosen per CPU kind by compile_model."""
 import types
 
@@ -9,8 +9,8 @@ import pytest
 
 from app.config.loading import load_config, parse_override
 from app.runtime.devices import cpu_flags, nchw_weight_gradients_wanted
+from app.training.conv_gradients import nchw_weight_gradients
 from app.training.model import build_model, compile_model
-from models.conv_gradients import nchw_weight_gradients
 
 tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a TensorFlow gradient")

@@ -3,11 +3,11 @@ import keras
 
 from app.runtime.devices import nchw_weight_gradients_wanted, resolve_precision
 from app.training import multilabel
+from app.training.conv_gradients import nchw_weight_gradients
 from app.training.optimizer import build_optimizer
 from data.masks import IGNORE_INDEX
 from data.multilabel import is_multilabel
 from models.class_weights import class_weights_from_frequencies
-from models.conv_gradients import nchw_weight_gradients
 from models.losses import get_loss
 from models.metrics import segmentation_metrics
 from models.registry import get_model
