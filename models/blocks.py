@@ -35,7 +35,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
+        import tensorflow as tf  # the one deliberate TensorFlow call in models/: its fused kernel (see above)
 
         x = tf.convert_to_tensor(inputs)
         ones = tf.ones(self.moving_mean.shape, "float32")

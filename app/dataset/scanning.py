@@ -68,8 +68,9 @@ def scan_dataset(config, runs_dir=None, statistics=False, reuse=None):
     settings = scan_settings(config, runs_dir)
     if reuse is not None and reuse.settings == settings:
         return reuse
-    source = dataset_source(config.data.options(), config.seed, runs_dir)
-    encoding = mask_encoding(config.data.options(), source.frame, facts=source)
+    data = config.data.options()
+    source = dataset_source(data, config.seed, runs_dir)
+    encoding = mask_encoding(data, source.frame, facts=source)
     names = class_names_for(config, encoding, source)
     channels, reason = resolve_channels(config.data.channels, source.frame)
     result = scan(source.frame, encoding, channels, names, statistics=statistics)

@@ -15,7 +15,7 @@ from app.dataset.prepared import prepare_data
 from app.evaluation.plots import plot_curves
 from app.evaluation.scores import confusion_matrix_on, per_class_dict, scores_table
 from app.runtime import interrupt
-from app.runtime.devices import bfloat16_cost_warning, nchw_weight_gradients_wanted
+from app.runtime.devices import bfloat16_cost_warning
 from app.runtime.outputs import atomic_path
 from app.training import multilabel
 from app.training.budget import fit_to_budget
@@ -23,6 +23,7 @@ from app.training.budget_guard import BudgetGuard
 from app.training.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger,
                                     ResumableEarlyStopping, SplitProgbarLogger, StopOnNonFiniteLoss, StopOnSignal,
                                     TimeLedger)
+from app.training.conv_gradients import nchw_weight_gradients
 from app.training.distribute import distribute_dataset, replicas
 from app.training.model import build_model, compile_model, compute_class_weights
 from app.training.optimizer import epoch_steps
@@ -115,7 +116,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         model = warmed or compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
                                         class_weights)
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
-    gradients = ", conv weight gradients in NCHW (AVX2 CPU)" if nchw_weight_gradients_wanted() else ""
+    in_nchw = keras.backend.backend() == "tensorflow" and nchw_weight_gradients()  # what compile_model set
+    gradients = ", conv weight gradients in NCHW (AVX2 CPU)" if in_nchw else ""
     log(f"model: {config.model.name}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config.train.precision}){scaling}{gradients}")
     if warning := bfloat16_cost_warning(config.train.precision):
