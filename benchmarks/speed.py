@@ -77,7 +77,7 @@ LEVERS = {
                 {}, {"intra": os.cpu_count(), "inter": 1}),
     "widths": ("base_filters - 2 (widths not multiples of 16 floats = one AVX-512 register) -> base_filters",
                {"width_delta": -2}, {}),
-    "conv_grad": ("Conv2D weight gradients by TensorFlow's NHWC kernel -> in NCHW (app/training/conv_gradients.py; "
+    "conv_grad": ("Conv2D weight gradients by TensorFlow's NHWC kernel -> as matmuls (app/training/conv_gradients.py; "
                   "`auto` turns it on where oneDNN has AVX2 but not AVX-512), both sides in float32 (it acts there)",
                   {"conv_grad": False, "precision": "float32"}, {"conv_grad": True, "precision": "float32"}),
     "jax": ("TensorFlow backend -> JAX backend (KERAS_BACKEND=jax, XLA: jit_compile 'auto' is True there)",
@@ -165,10 +165,10 @@ class KerasArm:
         self.model = trainer.compile_model(trainer.build_model(self.config, num_classes), self.config, prepared)
         conv_grad = None
         if spec["backend"] == "tensorflow":
-            from app.training.conv_gradients import nchw_weight_gradients
+            from app.training.conv_gradients import conv_weight_gradients
 
-            nchw_weight_gradients(spec["conv_grad"])
-            conv_grad = nchw_weight_gradients()
+            conv_weight_gradients(spec["conv_grad"])
+            conv_grad = conv_weight_gradients()
         options = self.config.model.builder_options()
         fixed = get_model("unet", (spec["size"], spec["size"], 3), num_classes, **options)
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
@@ -179,7 +179,7 @@ class KerasArm:
                                          "schedule", "steps_per_execution")},
                      "jit_compile_resolved": self.model.jit_compile, "loss": self.config.loss.name,
                      "num_classes": num_classes, "base_filters": options["base_filters"],
-                     "nchw_weight_gradients": conv_grad}
+                     "conv_weight_gradients": conv_grad}
         del fixed
 
     def train(self, steps):

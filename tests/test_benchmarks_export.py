@@ -88,3 +88,20 @@ def test_valgrind_shows_the_avx2_kernels_int8_and_float_convolutions_run(tflite_
     assert any(re.fullmatch(r"xnn_qs8_qc8w_igemm_minmax_fp32_ukernel_\w+__avx2", name) for name in int8)
     assert not any("avx512" in name for name in [*fp32, *int8])
     assert report[str(files[1])]["instructions_per_invoke"] > 0
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="binutils' nm is not installed")
+def test_time_mode_forces_xnnpacks_avx2_kernels_in_process(tflite_files, tmp_path, capsys):
+    from benchmarks.litert_kernels import main as kernels
+
+    out = tmp_path / "time.json"
+    files = [tflite_files["transpose", fmt] for fmt in ("tflite-fp32", "tflite-int8")]
+    assert kernels([*map(str, files), "--time", "--invokes", "3", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    avx2 = results["avx2"]["gemm_kernels"]
+    assert any(re.fullmatch(r"f32_igemm_minmax_ukernel_\w+__fma3\w*", name) for name in avx2)
+    assert any(re.fullmatch(r"qs8_qc8w_igemm_minmax_fp32_ukernel_\w+__avx2", name) for name in avx2)
+    assert not any("avx512" in name or "avx256" in name for name in avx2)
+    for isa in ("native", "avx2"):
+        assert all(ms > 0 for ms in results[isa]["median_ms"].values()) and len(results[isa]["median_ms"]) == 2
+    assert "avx2 kernels: transpose-tflite-fp32.tflite" in capsys.readouterr().out

@@ -191,8 +191,8 @@ def bfloat16_cost_warning(name, devices=None, flags=None):
             "(float32 here) unless the bfloat16 numerics are the point")
 
 
-def nchw_weight_gradients_wanted(devices=None, flags=None, environ=None):
-    """Whether training should compute Conv2D weight gradients in NCHW (`app.training.conv_gradients`): on TensorFlow
+def conv_weight_gradients_wanted(devices=None, flags=None, environ=None):
+    """Whether training should compute Conv2D weight gradients by `app.training.conv_gradients`: on TensorFlow
     with oneDNN, CPUs only, where oneDNN may use AVX2 but not AVX-512 (1.18x training there, docs/speed.md).
 
     Args as for `resolve_precision`; `environ` defaults to `os.environ` (TF_ENABLE_ONEDNN_OPTS=0 turns it off).

@@ -23,7 +23,7 @@ from app.training.budget_guard import BudgetGuard
 from app.training.callbacks import (AtomicBackupAndRestore, AtomicModelCheckpoint, LearningRateLogger,
                                     ResumableEarlyStopping, SplitProgbarLogger, StopOnNonFiniteLoss, StopOnSignal,
                                     TimeLedger)
-from app.training.conv_gradients import nchw_weight_gradients
+from app.training.conv_gradients import conv_weight_gradients
 from app.training.distribute import distribute_dataset, replicas
 from app.training.model import build_model, compile_model, compute_class_weights
 from app.training.optimizer import epoch_steps
@@ -116,8 +116,8 @@ def fit_model(config, prepared, setup, out_dir, resume_dir, log=print):
         model = warmed or compile_model(build_model(config, prepared.encoding.num_classes), config, prepared,
                                         class_weights)
     scaling = ", dynamic loss scaling" if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) else ""
-    in_nchw = keras.backend.backend() == "tensorflow" and nchw_weight_gradients()  # what compile_model set
-    gradients = ", conv weight gradients in NCHW (AVX2 CPU)" if in_nchw else ""
+    own_gradients = keras.backend.backend() == "tensorflow" and conv_weight_gradients()  # what compile_model set
+    gradients = ", conv weight gradients as matmuls (AVX2 CPU)" if own_gradients else ""
     log(f"model: {config.model.name}, {model.count_params():,} parameters, "
         f"precision {model.dtype_policy.name} (train.precision: {config.train.precision}){scaling}{gradients}")
     if warning := bfloat16_cost_warning(config.train.precision):

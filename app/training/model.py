@@ -1,9 +1,9 @@
 """The configured model, built under the run's precision policy and compiled with its loss, metrics and optimizer."""
 import keras
 
-from app.runtime.devices import nchw_weight_gradients_wanted, resolve_precision
+from app.runtime.devices import conv_weight_gradients_wanted, resolve_precision
 from app.training import multilabel
-from app.training.conv_gradients import nchw_weight_gradients
+from app.training.conv_gradients import conv_weight_gradients
 from app.training.optimizer import build_optimizer
 from data.masks import IGNORE_INDEX
 from data.multilabel import is_multilabel
@@ -50,5 +50,5 @@ def compile_model(model, config, prepared, class_weights=None):
     model.compile(optimizer=build_optimizer(train, train_rows), loss=loss, metrics=metrics,
                   jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution)
     if keras.backend.backend() == "tensorflow":
-        nchw_weight_gradients(nchw_weight_gradients_wanted())
+        conv_weight_gradients(conv_weight_gradients_wanted())
     return model
