@@ -89,6 +89,30 @@ def test_weight_gradients_equal_tensorflows_own_on_random_shapes(restore):
                                    err_msg=f"{kernel} {size} {padding}")
 
 
+def test_weight_gradients_traced_with_unknown_height_and_width_fit_every_size(restore):
+    rng = np.random.default_rng(1)
+    w = tf.Variable(rng.normal(size=(3, 3, 8, 16)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 8], tf.float32)])
+    def weight_gradient(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.nn.conv2d(x, w, 1, "SAME") ** 2)
+        return tape.gradient(loss, w)
+
+    conv_weight_gradients(True)
+    for size in ((9, 13), (16, 5)):
+        x = tf.constant(rng.normal(size=(2, *size, 8)), tf.float32)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.nn.conv2d(x, w, 1, "SAME") ** 2)
+        conv_weight_gradients(False)
+        expected = tape.gradient(loss, w).numpy()  # eager: TensorFlow's own gradient
+        conv_weight_gradients(True)
+        np.testing.assert_allclose(weight_gradient(x).numpy(), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
+    graph = weight_gradient.get_concrete_function().graph
+    assert "MatMul" in {op.type for op in graph.get_operations()}
+
+
 def test_the_matmul_threshold_is_on_the_smaller_channel_count(restore):
     conv_weight_gradients(True)
     assert gradients((3, 3, MIN_MATMUL_CHANNELS, 64))[1] == ["MatMul"]
