@@ -193,7 +193,7 @@ def bfloat16_cost_warning(name, devices=None, flags=None):
 
 def conv_weight_gradients_wanted(devices=None, flags=None, environ=None):
     """Whether training should compute Conv2D weight gradients by `app.training.conv_gradients`: on TensorFlow
-    with oneDNN, CPUs only, where oneDNN may use AVX2 but not AVX-512 (1.18x training there, docs/speed.md).
+    with oneDNN, CPUs only, where oneDNN may use AVX2 but not AVX-512 (1.32x training there, docs/speed.md).
 
     Args as for `resolve_precision`; `environ` defaults to `os.environ` (TF_ENABLE_ONEDNN_OPTS=0 turns it off).
     """
