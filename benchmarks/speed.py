@@ -3,6 +3,7 @@
     python benchmarks/speed.py                      # ours (project defaults, and bf16) against the PyTorch peer
     python benchmarks/speed.py --lever bf16         # our U-Net without / with one lever, side by side
     python benchmarks/speed.py --lever all          # every lever in turn (see LEVERS)
+    python benchmarks/speed.py --lever conv_grad --model fpn,encoder=resnet50   # a lever on another architecture
     python benchmarks/speed.py --quick              # 64x64, tiny widths, short blocks: checks that the script works
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/speed.py   # as on an AVX2-only CPU
 
@@ -88,7 +89,7 @@ LEVERS = {
 }
 WORKER_DEFAULTS = {"side": "keras", "backend": "tensorflow", "precision": None, "jit_compile": None,
                    "fused_bn": True, "intra": None, "inter": None, "width_delta": 0, "input": "memory",
-                   "channels_last": False, "conv_grad": None, "env": {}}
+                   "channels_last": False, "conv_grad": None, "env": {}, "model": None}
 
 
 # ----------------------------------------------------------------------------------------------- worker side
@@ -111,8 +112,9 @@ def _keras_config(spec):
     from app.config.loading import load_config
     from app.train import DEFAULT_CONFIG
 
-    model = {"name": "unet", "depth": spec["depth"], "base_filters": spec["base_filters"] + spec["width_delta"],
-             "batch_norm": True, "upsampling": "transpose"}
+    model = spec["model"] or {"name": "unet", "depth": spec["depth"],
+                              "base_filters": spec["base_filters"] + spec["width_delta"], "batch_norm": True,
+                              "upsampling": "transpose"}
     train = {"batch_size": spec["batch"]}
     if spec["precision"] is not None:
         train["precision"] = spec["precision"]
@@ -170,7 +172,7 @@ class KerasArm:
             conv_weight_gradients(spec["conv_grad"])
             conv_grad = conv_weight_gradients()
         options = self.config.model.builder_options()
-        fixed = get_model("unet", (spec["size"], spec["size"], 3), num_classes, **options)
+        fixed = get_model(self.config.model.name, (spec["size"], spec["size"], 3), num_classes, **options)
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
         self.info = {"params": int(self.model.count_params()), "trainable_params": trainable,
                      "gflops_per_image": count_flops(fixed) / 1e9, "backend": keras.backend.backend(),
@@ -178,7 +180,7 @@ class KerasArm:
                                         ("precision", "jit_compile", "optimizer", "learning_rate", "weight_decay",
                                          "schedule", "steps_per_execution")},
                      "jit_compile_resolved": self.model.jit_compile, "loss": self.config.loss.name,
-                     "num_classes": num_classes, "base_filters": options["base_filters"],
+                     "num_classes": num_classes, "model": {"name": self.config.model.name, **options},
                      "conv_weight_gradients": conv_grad}
         del fixed
 
@@ -562,11 +564,24 @@ def lever(name, sizes, log=print):
     return out
 
 
+def parse_model(text):
+    """`name[,key=value...]` -> the model section of a config (values read as YAML scalars)."""
+    import yaml
+
+    name, *options = text.split(",")
+    pairs = [option.split("=", 1) for option in options]
+    if not name or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r} is not name[,key=value...]")
+    return {"name": name, **{key: yaml.safe_load(value) for key, value in pairs}}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny model at 64x64 and short blocks (a smoke test)")
     parser.add_argument("--lever", help=f"measure one lever, or 'all': {', '.join(LEVERS)}")
     parser.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"arms to compare: {', '.join(ARMS)}")
+    parser.add_argument("--model", type=parse_model, help="with --lever: the architecture instead of the "
+                        "benchmark U-Net, as name[,key=value...] of the config's model section")
     parser.add_argument("--pairs", type=int, help="timed rounds (A B A B ...), at least 3 for real numbers")
     parser.add_argument("--block-seconds", type=float, help="minimum seconds of one timed block")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/speed.json, speed-quick.json)")
@@ -575,7 +590,9 @@ def main(argv=None):
     if args.worker:
         worker(json.loads(args.worker))
         return 0
-    sizes = dict(QUICK if args.quick else FULL)
+    if args.model and not args.lever:
+        parser.error("--model needs --lever: the PyTorch peer exists for the benchmark U-Net only")
+    sizes = dict(QUICK if args.quick else FULL, model=args.model)
     if args.pairs:
         sizes["pairs"] = args.pairs
     if args.block_seconds:
@@ -583,19 +600,22 @@ def main(argv=None):
     out = pathlib.Path(args.out) if args.out else RESULTS / ("speed-quick.json" if args.quick else "speed.json")
     data = json.loads(out.read_text()) if out.is_file() else {}
     data["machine"], data["sizes"] = machine(), sizes
-    data["model"] = {"name": "unet", "input": [sizes["size"], sizes["size"], 3], "batch": sizes["batch"],
-                     "num_classes": sizes["num_classes"], "depth": sizes["depth"],
-                     "base_filters": sizes["base_filters"],
-                     "batch_norm": True, "upsampling": "transpose"}
+    if not args.model:
+        data["model"] = {"name": "unet", "input": [sizes["size"], sizes["size"], 3], "batch": sizes["batch"],
+                         "num_classes": sizes["num_classes"], "depth": sizes["depth"],
+                         "base_filters": sizes["base_filters"], "batch_norm": True, "upsampling": "transpose"}
     if args.lever:
         names = list(LEVERS) if args.lever == "all" else [n.strip() for n in args.lever.split(",")]
         unknown = sorted(set(names) - set(LEVERS))
         if unknown:
             parser.error(f"unknown lever(s) {unknown}; valid levers: {', '.join(LEVERS)}, all")
+        if args.model and "widths" in names:
+            parser.error("the widths lever changes the benchmark U-Net's base_filters; it takes no --model")
         data.setdefault("levers", {})
         for name in names:
-            data["levers"][name] = {**lever(name, sizes), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                    "machine": data["machine"]}
+            key = name if not args.model else f"{name}@" + ",".join(f"{k}={v}" for k, v in args.model.items())
+            data["levers"][key] = {**lever(name, sizes), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                   "machine": data["machine"]}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(data, indent=2))
     else:

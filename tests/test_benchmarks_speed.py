@@ -51,6 +51,28 @@ def test_quick_lever_records_both_sides_and_their_ratio(tmp_path):
     assert RATE_KEYS <= set(entry["ratio"]["train"]) and RATE_KEYS <= set(entry["ratio"]["infer"])
 
 
+@pytest.mark.slow  # ~20 s
+def test_quick_lever_on_another_architecture_is_stored_under_its_own_key(tmp_path):
+    data, _ = run(tmp_path, "--lever", "conv_grad", "--model", "fcn8s,base_filters=4,dropout=0.0", "--pairs", "1")
+    entry = data["levers"]["conv_grad@name=fcn8s,base_filters=4,dropout=0.0"]
+    assert entry["with"]["model"] == {**entry["without"]["model"], "name": "fcn8s"}
+    assert entry["with"]["model"]["base_filters"] == 4 and entry["with"]["conv_weight_gradients"]
+    assert not entry["without"]["conv_weight_gradients"] and "model" not in data
+
+
+def test_model_option_is_checked_before_any_worker_starts(tmp_path, capsys):
+    from benchmarks.speed import main, parse_model
+
+    assert parse_model("fpn,encoder=resnet50,filters=64") == {"name": "fpn", "encoder": "resnet50", "filters": 64}
+    for argv, message in ((["--model", "fpn"], "--model needs --lever"),
+                          (["--lever", "widths", "--model", "fpn"], "takes no --model"),
+                          (["--lever", "xla", "--model", "fpn,encoder"], "is not name[,key=value...]")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--out", str(tmp_path / "x.json")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_unknown_lever_is_refused_with_the_valid_names(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--lever", "warp", "--out",
                              str(tmp_path / "x.json")], cwd=REPO, capture_output=True, text=True, timeout=120)
