@@ -64,6 +64,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 and self.moving_mean.dtype == "float32")
 
 
+def rebuilt_layer(layer, changes=None):
+    """`layer` rebuilt from its config updated with `changes`, as a `FusedBatchNormalization` where it is Keras's
+    own batch norm: the `clone_function` that gives keras.applications backbones the fused kernel (a U-Net on
+    ResNet50 trains 1.1-1.2x faster, docs/speed.md)."""
+    cls = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else layer.__class__
+    return cls.from_config({**layer.get_config(), **(changes or {})})
+
+
 def conv_bn_relu(x, filters, kernel_size=3, strides=1, dilation_rate=1, batch_norm=True, name=None):
     """Apply a same-padded convolution, optional batch norm, and ReLU.
 

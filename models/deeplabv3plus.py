@@ -4,7 +4,7 @@ Chen et al., 2018, "Encoder-Decoder with Atrous Separable Convolution for Semant
 """
 import keras
 
-from models.blocks import check_input_size, conv_bn_relu, segmentation_output
+from models.blocks import check_input_size, conv_bn_relu, rebuilt_layer, segmentation_output
 from models.layers import ResizeLike
 
 BACKBONES = ("small", "resnet50", "mobilenetv2")
@@ -109,10 +109,8 @@ def _applications_backbone(inputs, backbone, output_stride):
         changes = _mobilenetv2_dilation(output_stride)
         low_level, high_level = "block_3_expand_relu", "out_relu"
 
-    def rebuild(layer):
-        return layer.__class__.from_config({**layer.get_config(), **changes.get(layer.name, {})})
-
-    model = keras.models.clone_model(base, input_tensors=x, clone_function=rebuild)
+    model = keras.models.clone_model(base, input_tensors=x,
+                                     clone_function=lambda layer: rebuilt_layer(layer, changes.get(layer.name)))
     return model.get_layer(low_level).output, model.get_layer(high_level).output
 
 

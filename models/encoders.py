@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from models.blocks import rebuilt_layer
 from models.mit import HUB_CONFIG, HUB_WEIGHTS, MIT_VARIANTS, build_mit, load_hub_preset
 
 try:  # optional; imported here so that saved models with a keras-hub encoder reload (its layers get registered)
@@ -105,8 +106,9 @@ class EncoderSpec:
 
 def _applications(constructor, **kwargs):
     def build(input_shape):
-        return getattr(keras.applications, constructor)(include_top=False, weights=None, input_shape=input_shape,
-                                                        **kwargs)
+        model = getattr(keras.applications, constructor)(include_top=False, weights=None, input_shape=input_shape,
+                                                         **kwargs)
+        return keras.models.clone_model(model, clone_function=rebuilt_layer)  # the fused batch norm
     return build
 
 
@@ -501,10 +503,7 @@ def _dilated(base, output_stride):
     """A copy of `base` (with its weights) whose strides past `output_stride` are dilations."""
     changes = dilation_changes(base, output_stride)
 
-    def rebuild(layer):
-        return layer.__class__.from_config({**layer.get_config(), **changes.get(layer.name, {})})
-
-    clone = keras.models.clone_model(base, clone_function=rebuild)
+    clone = keras.models.clone_model(base, clone_function=lambda layer: rebuilt_layer(layer, changes.get(layer.name)))
     for layer in clone.layers:
         if layer.weights:
             layer.set_weights(base.get_layer(layer.name).get_weights())
