@@ -106,9 +106,8 @@ class EncoderSpec:
 
 def _applications(constructor, **kwargs):
     def build(input_shape):
-        model = getattr(keras.applications, constructor)(include_top=False, weights=None, input_shape=input_shape,
-                                                         **kwargs)
-        return keras.models.clone_model(model, clone_function=rebuilt_layer)  # the fused batch norm
+        return getattr(keras.applications, constructor)(include_top=False, weights=None, input_shape=input_shape,
+                                                        **kwargs)
     return build
 
 
@@ -205,8 +204,7 @@ def build_encoder(name, image, weights=None, output_stride=32):
             raise ValueError(f"encoder {name!r} (a transformer) cannot be dilated: use output_stride 32")
         base = spec.build((*image.shape[1:3], 3))
         report = load_encoder_weights(base, name, weights)
-        if output_stride < 32:
-            base = _dilated(base, output_stride)
+        base = _rebuilt(base, output_stride)
         features, mode = _feature_layers(name, base), spec.preprocessing
     x = ImagenetPreprocessing(mode, dtype="float32", name="preprocess")(x) if mode else x
     strides = sorted(features)
@@ -499,9 +497,10 @@ def dilation_changes(base, output_stride):
     return changes
 
 
-def _dilated(base, output_stride):
-    """A copy of `base` (with its weights) whose strides past `output_stride` are dilations."""
-    changes = dilation_changes(base, output_stride)
+def _rebuilt(base, output_stride):
+    """A copy of `base` (with its weights) whose batch norms run the fused kernel (`models.blocks.rebuilt_layer`)
+    and whose strides past `output_stride` are dilations."""
+    changes = dilation_changes(base, output_stride) if output_stride < 32 else {}
 
     clone = keras.models.clone_model(base, clone_function=lambda layer: rebuilt_layer(layer, changes.get(layer.name)))
     for layer in clone.layers:
