@@ -7,7 +7,7 @@ of a stride-1 `Conv2D` is computed here as k_h matmuls over row-shifted views of
 (`_shifted_matmul_weight_gradient`): oneDNN's matmul runs them near the FMA peak, 1.4-2x faster per layer than
 the NCHW kernel (`x64:gemm:jit`, im2col + GEMM) and up to 3x faster than NHWC's. Strided convolutions and
 layers with under 8 input or output channels take `Conv2DBackpropFilter` on transposed NCHW tensors instead.
-The 7.8 M-parameter U-Net of `benchmarks/speed.py` trains 1.3x faster than with the NCHW kernel everywhere
+The 7.8 M-parameter U-Net of `benchmarks/speed.py` trains 1.32x faster than with TensorFlow's own gradient
 (docs/speed.md). With AVX-512 the NHWC kernel is faster than both, so this stays off there
 (`app.runtime.devices.conv_weight_gradients_wanted` decides).
 
@@ -80,13 +80,12 @@ def _conv2d_gradient(op, grad):
             or padding not in ("SAME", "VALID") or op.inputs[0].dtype != tf.float32):
         return _ORIGINAL["Conv2D"](op, grad)
     inputs, kernel = op.inputs
+    strides = op.get_attr("strides")
     input_grad = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(inputs), filter=kernel, out_backprop=grad,
-                                                strides=op.get_attr("strides"), padding=padding)
-    strides = op.get_attr("strides")[1:3]
-    if (strides == [1, 1] and kernel.shape.is_fully_defined()
-            and min(kernel.shape[2:]) >= MIN_MATMUL_CHANNELS):
+                                                strides=strides, padding=padding)
+    if strides[1:3] == [1, 1] and kernel.shape.is_fully_defined() and min(kernel.shape[2:]) >= MIN_MATMUL_CHANNELS:
         return input_grad, _shifted_matmul_weight_gradient(inputs, grad, kernel.shape.as_list(), padding)
-    return input_grad, _nchw_weight_gradient(inputs, grad, kernel, strides, padding)
+    return input_grad, _nchw_weight_gradient(inputs, grad, kernel, strides[1:3], padding)
 
 
 def conv_weight_gradients(enable=None):
