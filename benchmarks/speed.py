@@ -565,14 +565,20 @@ def lever(name, sizes, log=print):
 
 
 def parse_model(text):
-    """`name[,key=value...]` -> the model section of a config (values read as YAML scalars)."""
-    import yaml
+    """`name[,key=value...]` -> the model section of a config, each option read as `--set model.key=value` is."""
+    from app.config.errors import ConfigError
+    from app.config.loading import parse_override
 
     name, *options = text.split(",")
-    pairs = [option.split("=", 1) for option in options]
-    if not name or any(len(pair) != 2 for pair in pairs):
-        raise argparse.ArgumentTypeError(f"{text!r} is not name[,key=value...]")
-    return {"name": name, **{key: yaml.safe_load(value) for key, value in pairs}}
+    model = {"name": name}
+    try:
+        if not name or "=" in name:
+            raise ConfigError("the architecture's name comes first")
+        for option in options:
+            model.update(parse_override(option))
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not name[,key=value...]: {err}") from None
+    return model
 
 
 def main(argv=None):
