@@ -115,8 +115,18 @@ def _builder(name, options):
         raise KeyError(f"unknown model {name!r}; valid names are: {', '.join(sorted(MODELS))}") from None
 
 
+def accepted_options(name, **options):
+    """The option names `get_model(name, ...)` takes with these `options` (an `encoder` picks the decoder's)."""
+    _drop_unset(options)
+    return _accepted(_builder(name, options)) | {"encoder_from"}
+
+
+def _accepted(builder):
+    return set(inspect.signature(builder).parameters) - {"input_shape", "num_classes"}
+
+
 def _check_options(name, builder, options):
-    accepted = set(inspect.signature(builder).parameters) - {"input_shape", "num_classes"}
+    accepted = _accepted(builder)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"unknown option(s) {unknown} for model {name!r}; valid options are: {sorted(accepted)}")

@@ -267,6 +267,24 @@ def test_another_model_gets_the_planned_crop_on_its_divisor(tmp_path):
     assert describe(config).startswith("crop 64x64, fcn8s, batch")
 
 
+def test_an_encoder_chosen_over_the_plan_drops_the_plain_unet_options_the_plan_chose(tmp_path):
+    from models.registry import accepted_options
+
+    logged = []
+    overrides = [{"data": {"path": "data/nuclei", "mask": "binary"}}, {"model": {"encoder": "resnet50",
+                                                                                 "dropout": 0.1}}]
+    config, plan, *_ = planned_config(overrides=overrides, resources=CPU, log=logged.append)
+    options = config.model.builder_options()
+    assert options["encoder"] == "resnet50" and options["dropout"] == 0.1 and "depth" in plan.overrides()["model"]
+    assert set(options) <= accepted_options("unet", **options) and "depth" not in options
+    assert logged == ["plan: model.base_filters, model.depth left out: unet with encoder resnet50 takes no such "
+                      "option"]
+    user_set = overrides + [{"model": {"depth": 3}}]  # an option the user set themselves is kept, and refused
+    assert planned_config(overrides=user_set, resources=CPU, log=logged.append)[0].model.builder_options()["depth"] == 3
+    plain, *_ = planned_config(overrides=overrides[:1], resources=CPU, log=logged.append)
+    assert plain.model.builder_options()["depth"] == plan["depth"] and len(logged) == 2
+
+
 def test_compression_specks_are_not_objects():
     """A JPEG-compressed mask of one large polyp has specks around its edge; they must not read as objects of
     1 px (which kept full resolution where the typical object was 228 px across)."""

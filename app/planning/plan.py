@@ -162,6 +162,19 @@ def fingerprint_of(config, runs_dir=None):
     return fingerprint, scanned
 
 
+def _stale_model_options(planned_model, updates, config):
+    """Options the plan chose for its U-Net that the architecture the user chose instead (an encoder) does not take;
+    options the user set stay, to be checked as usual."""
+    from models.registry import accepted_options
+
+    try:
+        accepted = accepted_options(config.model.name, **config.model.builder_options())
+    except KeyError:  # an unknown model or encoder: the usual checks name it
+        return []
+    chosen = {key for update in updates for key in (update.get("model") or {})}
+    return sorted(key for key in planned_model if key not in accepted | chosen | {"name"})
+
+
 def planned_config(path=None, overrides=(), resources=None, log=print, runs_dir=None):
     """(config, plan, fingerprint, scan): defaults, then the dataset's plan, then the config file, then
     `overrides`; the scan (`fingerprint_of`) can be passed on to `train` so the files are read once.
@@ -174,7 +187,14 @@ def planned_config(path=None, overrides=(), resources=None, log=print, runs_dir=
     fingerprint, scanned = fingerprint_of(user, runs_dir)
     plan = make_plan(fingerprint, resources)
     updates = [read_yaml(path) if path is not None else {}, *overrides]
-    config = merged_config([plan.overrides(), *updates], absolute=False)  # plan.yaml keeps the paths as typed
+    planned = plan.overrides()
+    config = merged_config([planned, *updates], absolute=False)  # plan.yaml keeps the paths as typed
+    if stale := _stale_model_options(planned["model"], updates, config):
+        encoder = config.model.builder_options().get("encoder")
+        chosen = f"{config.model.name} with encoder {encoder}" if encoder else config.model.name
+        log(f"plan: {', '.join(f'model.{key}' for key in stale)} left out: {chosen} takes no such option")
+        planned["model"] = {key: value for key, value in planned["model"].items() if key not in stale}
+        config = merged_config([planned, *updates], absolute=False)
     if config.model.name != "unet" and not any("image_size" in u.get("data", {}) for u in updates):
         from models.registry import required_divisor
 
